@@ -1,0 +1,5 @@
+"""python -m gateway → cli.main()."""
+
+from gateway.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,73 @@
+"""Delivery logs: a hook's deliveries, one delivery with its attempts, and manual retry."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from gateway.api.common import (
+    CLOCK,
+    ENGINE,
+    STORAGE,
+    json_response,
+    make_cursor,
+    page_params,
+    principal,
+)
+from gateway.errors import NotFound, Unprocessable
+from gateway.models import Delivery, DeliveryStatus, Role
+
+routes = web.RouteTableDef()
+
+
+def _roles(request: web.Request) -> None:
+    principal(request).require(Role.ADMIN, Role.SUBSCRIBER)
+
+
+async def _visible_delivery(request: web.Request) -> Delivery:
+    found = await request.app[STORAGE].get_delivery(request.match_info["id"])
+    if found is None or not principal(request).can_see(found[0].account):
+        raise NotFound("no such delivery")
+    return found[0]
+
+
+@routes.get("/v1/hooks/{id}/deliveries")
+async def list_deliveries(request: web.Request) -> web.Response:
+    _roles(request)
+    storage = request.app[STORAGE]
+    hook = await storage.get_hook(request.match_info["id"])
+    if hook is None or not principal(request).can_see(hook.account):
+        raise NotFound("no such hook")
+    limit, cursor = page_params(request)
+    status = None
+    if "status" in request.query:
+        try:
+            status = DeliveryStatus(request.query["status"])
+        except ValueError:
+            raise Unprocessable.field(
+                "status", "must be pending, delivered, failed or cancelled") from None
+    items, last = await storage.list_deliveries(hook.id, status, limit, cursor)
+    return json_response({"data": [d.public() for d in items], "next_cursor": make_cursor(last)})
+
+
+@routes.get("/v1/deliveries/{id}")
+async def get_delivery(request: web.Request) -> web.Response:
+    _roles(request)
+    found = await request.app[STORAGE].get_delivery(request.match_info["id"])
+    if found is None or not principal(request).can_see(found[0].account):
+        raise NotFound("no such delivery")
+    delivery, attempts = found
+    return json_response({**delivery.public(), "attempt_log": [a.public() for a in attempts]})
+
+
+@routes.post("/v1/deliveries/{id}/retry")
+async def retry_delivery(request: web.Request) -> web.Response:
+    _roles(request)
+    delivery = await _visible_delivery(request)
+    if delivery.status in (DeliveryStatus.DELIVERED, DeliveryStatus.CANCELLED):
+        raise Unprocessable.field(
+            "status", f"a {delivery.status.value} delivery cannot be retried")
+    updated = await request.app[STORAGE].retry_delivery(delivery.id, request.app[CLOCK].now())
+    if ENGINE in request.app:
+        request.app[ENGINE].wake()
+    assert updated is not None
+    return json_response(updated.public(), status=202)

@@ -1,0 +1,96 @@
+"""Publishing events (single or an atomic batch, idempotent) and reading one back."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from gateway.api.common import (
+    CLOCK,
+    CONFIG,
+    ENGINE,
+    METRICS,
+    STORAGE,
+    account_name,
+    expect_object,
+    json_response,
+    principal,
+    read_json,
+)
+from gateway.errors import FieldError, NotFound, PayloadTooLarge, Unprocessable
+from gateway.models import Role
+from gateway.storage import NewEvent
+
+routes = web.RouteTableDef()
+EVENT_FIELDS = {"topic", "account", "data", "resource_url", "idempotency_key"}
+
+
+def _event(body: Any, known: frozenset[str], where: str, header_key: str | None) -> NewEvent:
+    try:
+        return _parse_event(body, known, header_key)
+    except Unprocessable as exc:
+        if not where:
+            raise
+        errors = [FieldError(f"{where}{e.field}", e.message) for e in exc.errors]
+        raise Unprocessable(f"{where}{exc.detail}", errors) from None
+
+
+def _parse_event(body: Any, known: frozenset[str], header_key: str | None) -> NewEvent:
+    body = expect_object(body, EVENT_FIELDS)
+    topic = body.get("topic")
+    if not isinstance(topic, str) or not topic:
+        raise Unprocessable.field("topic", "is required: a topic name")
+    if topic not in known:
+        raise Unprocessable.field("topic", f"unknown topic {topic!r} (see GET /v1/topics)")
+    if "account" not in body:
+        raise Unprocessable.field("account", "is required")
+    account = account_name(body["account"])
+    resource_url = body.get("resource_url")
+    if resource_url is not None and (
+        not isinstance(resource_url, str) or len(resource_url) > 2048
+        or not resource_url.startswith(("https://", "http://"))
+    ):
+        raise Unprocessable.field("resource_url", "must be an http(s) URL of at most 2048 characters")
+    key = body.get("idempotency_key", header_key)
+    if key is not None and (not isinstance(key, str) or not 1 <= len(key) <= 255):
+        raise Unprocessable.field("idempotency_key", "must be a string of 1-255 characters")
+    return NewEvent(account=account, topic=topic, data_json=orjson.dumps(body.get("data")),
+                    resource_url=resource_url, idempotency_key=key)
+
+
+@routes.post("/v1/events")
+async def publish(request: web.Request) -> web.Response:
+    principal(request).require(Role.ADMIN, Role.PUBLISHER)
+    body = await read_json(request)
+    storage = request.app[STORAGE]
+    known = await storage.topic_names()
+    header_key = request.headers.get("Idempotency-Key")
+    if isinstance(body, list):
+        limit = request.app[CONFIG].server.max_batch_events
+        if not body:
+            raise Unprocessable.field("body", "a batch must hold at least one event")
+        if len(body) > limit:
+            raise PayloadTooLarge(f"a batch holds at most {limit} events; this one has {len(body)}")
+        events = [_event(item, known, f"[{i}].", None) for i, item in enumerate(body)]
+    else:
+        events = [_event(body, known, "", header_key)]
+    results = await storage.publish(events, request.app[CLOCK].now())
+    fresh = sum(1 for r in results if not r.replayed)
+    if fresh:
+        request.app[METRICS].events.inc(fresh)
+        if ENGINE in request.app:
+            request.app[ENGINE].wake()
+    if isinstance(body, list):
+        return json_response({"data": [r.public() for r in results]}, status=202)
+    return json_response(results[0].public(), status=202)
+
+
+@routes.get("/v1/events/{id}")
+async def get_event(request: web.Request) -> web.Response:
+    found = await request.app[STORAGE].get_event(request.match_info["id"])
+    if found is None or not principal(request).can_see(found[0].account):
+        raise NotFound("no such event")
+    event, counts = found
+    return json_response(event.public(counts))

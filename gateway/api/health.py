@@ -1,0 +1,45 @@
+"""Liveness, readiness, metrics and the OpenAPI document."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from gateway.api.common import CLOCK, CONFIG, ENGINE, METRICS, STORAGE, json_response, principal
+from gateway.models import Role
+from gateway.openapi import openapi_document
+
+routes = web.RouteTableDef()
+PUBLIC = {"/healthz", "/readyz", "/openapi.json"}
+
+
+@routes.get("/healthz")
+async def healthz(request: web.Request) -> web.Response:
+    return json_response({"status": "ok"})
+
+
+@routes.get("/readyz")
+async def readyz(request: web.Request) -> web.Response:
+    checks: dict[str, str] = {}
+    try:
+        checks["database"] = "ok" if await request.app[STORAGE].ping() else "failing"
+    except Exception:
+        checks["database"] = "failing"
+    engine = request.app.get(ENGINE)
+    checks["delivery_loop"] = "ok" if engine is not None and engine.running else "stopped"
+    ready = all(v == "ok" for v in checks.values())
+    return json_response({"status": "ok" if ready else "unavailable", "checks": checks},
+                         status=200 if ready else 503)
+
+
+@routes.get("/metrics")
+async def metrics(request: web.Request) -> web.Response:
+    if not request.app[CONFIG].security.metrics_public:
+        principal(request).require(Role.ADMIN)
+    m = request.app[METRICS]
+    m.backlog.set(await request.app[STORAGE].due_backlog(request.app[CLOCK].now()))
+    return web.Response(body=m.render(), headers={"Content-Type": "text/plain; version=0.0.4"})
+
+
+@routes.get("/openapi.json")
+async def openapi(request: web.Request) -> web.Response:
+    return json_response(openapi_document())

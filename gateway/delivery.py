@@ -1,0 +1,258 @@
+"""The delivery loop: claim due deliveries, run attempts under global and per-host bounds,
+record outcomes in batches, and shut down in stages."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import Counter, deque
+
+from gateway.clock import Clock
+from gateway.config import DeliveryConfig
+from gateway.dispatch import Dispatcher
+from gateway.logs import get_logger
+from gateway.metrics import Metrics
+from gateway.models import DeliveryStatus, DueDelivery, HookStatus
+from gateway.storage import AttemptResult, Storage
+
+log = get_logger("gateway.delivery")
+
+# Rows claimed ahead of free slots, per host and overall: the next attempt to a host starts the
+# moment one ends, without a round trip to the database in between.
+PREFETCH = 2
+
+
+class DeliveryEngine:
+    def __init__(self, storage: Storage, dispatcher: Dispatcher, cfg: DeliveryConfig,
+                 metrics: Metrics, clock: Clock) -> None:
+        self._storage = storage
+        self._dispatcher = dispatcher
+        self._cfg = cfg
+        self._metrics = metrics
+        self._clock = clock
+        self._host_cap = cfg.max_in_flight_per_host * PREFETCH
+        self._claim_cap = cfg.max_in_flight * PREFETCH
+        self._wake = asyncio.Event()
+        self._progress = asyncio.Event()
+        self._record_wake = asyncio.Event()
+        self._queues: dict[str, deque[DueDelivery]] = {}
+        self._claimed: dict[str, DueDelivery] = {}
+        self._host_claimed: Counter[str] = Counter()
+        self._host_running: Counter[str] = Counter()
+        self._running = 0
+        self._attempts: set[asyncio.Task[None]] = set()
+        self._results: list[AttemptResult] = []
+        self._recording = False
+        self._recorder_done = False
+        self._stopping = False
+        self._loop_task: asyncio.Task[None] | None = None
+        self._recorder_task: asyncio.Task[None] | None = None
+
+    # -- public --------------------------------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        return self._loop_task is not None and not self._loop_task.done()
+
+    def wake(self) -> None:
+        """New work may be due (a publish, a retry, a resumed hook)."""
+        self._wake.set()
+
+    async def start(self, *, background: bool = True) -> None:
+        handed_back = await self._storage.reset_claims()
+        if handed_back:
+            log.info("claims_handed_back", count=handed_back)
+        self._recorder_task = asyncio.create_task(self._recorder(), name="gateway-recorder")
+        if background:
+            self._loop_task = asyncio.create_task(self._loop(), name="gateway-delivery")
+
+    async def run_until_idle(self, timeout: float = 30.0) -> None:
+        """Deliver everything due now, wait for every attempt to be recorded, then return
+        (tests: pair with a manual clock to step through retry schedules)."""
+        async with asyncio.timeout(timeout):
+            while True:
+                self._progress.clear()
+                claimed = await self._fill()
+                if not claimed and not self._claimed and not self._results and not self._recording:
+                    return
+                await self._progress.wait()
+
+    async def stop(self) -> None:
+        """Stop claiming, let attempts in flight finish within the grace period, cancel the
+        rest, record what finished and hand every unfinished claim back."""
+        self._stopping = True
+        self._wake.set()
+        if self._loop_task is not None:
+            self._loop_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._loop_task
+        queued = [d for q in self._queues.values() for d in q]
+        self._queues.clear()
+        finished_in_grace = len(self._attempts)
+        if self._attempts:
+            _, pending = await asyncio.wait(self._attempts, timeout=self._cfg.shutdown_grace_seconds)
+            finished_in_grace -= len(pending)
+            for t in pending:
+                t.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        if self._recorder_task is not None:
+            # Not cancelled: a cancelled flush could commit in the database thread and then be
+            # retried, writing its attempts twice. Told to finish, it drains and returns.
+            self._recorder_done = True
+            self._record_wake.set()
+            await asyncio.gather(self._recorder_task, return_exceptions=True)
+        unfinished = list(self._claimed)
+        await self._storage.release_claims(unfinished)
+        log.info("delivery_stopped", finished_in_grace=finished_in_grace, queued=len(queued),
+                 handed_back=len(unfinished))
+
+    # -- claiming ------------------------------------------------------------------------------
+
+    async def _loop(self) -> None:
+        while not self._stopping:
+            self._wake.clear()
+            try:
+                await self._fill()
+                timeout = self._cfg.poll_interval_seconds
+                due = await self._storage.next_due_at()
+                if due is not None:
+                    timeout = min(timeout, max(0.0, due - self._clock.now()))
+            except Exception:
+                log.exception("claim_failed")
+                timeout = self._cfg.poll_interval_seconds
+            if timeout > 0 or self._claim_room() <= 0:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(timeout if timeout > 0 else None):
+                        await self._wake.wait()
+
+    def _claim_room(self) -> int:
+        return self._claim_cap - len(self._claimed)
+
+    async def _fill(self) -> int:
+        """Claim due rows while there is room; returns how many were claimed."""
+        total = 0
+        while not self._stopping:
+            room = min(self._claim_room(), self._cfg.claim_batch_size)
+            if room <= 0:
+                break
+            full = [h for h, n in self._host_claimed.items() if n >= self._host_cap]
+            batch = await self._storage.claim_due(
+                self._clock.now(), room, lambda h: self._host_cap - self._host_claimed[h], full)
+            for d in batch:
+                self._claimed[d.id] = d
+                self._host_claimed[d.host] += 1
+                self._queues.setdefault(d.host, deque()).append(d)
+                self._pump(d.host)
+            total += len(batch)
+            if not batch:
+                break
+        return total
+
+    # -- running attempts ----------------------------------------------------------------------
+
+    def _pump(self, host: str) -> None:
+        q = self._queues.get(host)
+        while (q and self._host_running[host] < self._cfg.max_in_flight_per_host
+               and self._running < self._cfg.max_in_flight and not self._stopping):
+            d = q.popleft()
+            self._running += 1
+            self._host_running[host] += 1
+            self._metrics.in_flight.labels(host).inc()
+            task = asyncio.create_task(self._attempt(d))
+            self._attempts.add(task)
+            task.add_done_callback(self._attempts.discard)
+        if q is not None and not q:
+            del self._queues[host]
+
+    async def _attempt(self, d: DueDelivery) -> None:
+        try:
+            result, resp = await self._dispatcher.attempt(d)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("attempt_crashed", delivery_id=d.id)
+            result = None
+        finally:
+            self._running -= 1
+            self._host_running[d.host] -= 1
+            if not self._host_running[d.host]:
+                del self._host_running[d.host]
+            self._metrics.in_flight.labels(d.host).dec()
+        if result is None:
+            # A bug in an attempt must not wedge the row: hand it back for the next pass.
+            self._unclaim(d.id)
+            await self._storage.release_claims([d.id])
+        else:
+            outcome = result.status.value if result.status is not DeliveryStatus.PENDING \
+                else "retry"
+            self._metrics.attempts.labels(outcome).inc()
+            if resp.error is not None:
+                log.info("attempt_error", delivery_id=d.id, hook_id=d.hook_id,
+                         error=resp.error, detail=resp.detail)
+            self._results.append(result)
+            self._record_wake.set()
+            if result.status is DeliveryStatus.DELIVERED:
+                self._metrics.latency.observe(max(0.0, result.attempt.at - d.event_created_at))
+        self._pump(d.host)
+        if self._running < self._cfg.max_in_flight:
+            for host in list(self._queues):
+                self._pump(host)
+        self._wake.set()
+        self._progress.set()
+
+    def _unclaim(self, delivery_id: str) -> None:
+        d = self._claimed.pop(delivery_id, None)
+        if d is not None:
+            self._host_claimed[d.host] -= 1
+            if self._host_claimed[d.host] <= 0:
+                del self._host_claimed[d.host]
+
+    # -- recording -----------------------------------------------------------------------------
+
+    async def _recorder(self) -> None:
+        failures = 0
+        while True:
+            await self._record_wake.wait()
+            self._record_wake.clear()
+            try:
+                await self._flush_results()
+                failures = 0
+            except Exception:
+                failures += 1
+                log.exception("record_failed", failures=failures)
+                if self._recorder_done and failures >= 3:
+                    return
+                # The results are kept; back off a little before the database is tried again.
+                await asyncio.sleep(min(0.05 * 2**failures, 2.0))
+                self._record_wake.set()
+                continue
+            if self._recorder_done and not self._results:
+                return
+
+    async def _flush_results(self) -> None:
+        while self._results:
+            batch = self._results
+            self._results = []
+            self._recording = True
+            try:
+                summary = await self._storage.record_attempts(
+                    batch, self._clock.now(),
+                    disable_after_failures=self._cfg.disable_after_failures,
+                    disable_after_seconds=self._cfg.disable_after_seconds)
+            except BaseException:
+                self._results = batch + self._results
+                raise
+            finally:
+                self._recording = False
+            for r in batch:
+                self._unclaim(r.delivery_id)
+            for status, n in summary.final.items():
+                self._metrics.final.labels(status).inc(n)
+            for hook_id in summary.disabled_hooks:
+                self._metrics.hooks_changed.labels(HookStatus.DISABLED.value).inc()
+                log.warning("hook_disabled", hook_id=hook_id)
+            for hook_id in summary.removed_hooks:
+                self._metrics.hooks_changed.labels(HookStatus.REMOVED.value).inc()
+                log.info("hook_removed", hook_id=hook_id, reason="410 Gone")
+            self._wake.set()
+            self._progress.set()

@@ -1,0 +1,180 @@
+"""One HTTP attempt as a typed pipeline: build the request → check the target → send → classify."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+
+import aiohttp
+import orjson
+
+from gateway import __version__
+from gateway.clock import Clock
+from gateway.config import DeliveryConfig
+from gateway.models import Attempt, DeliveryStatus, DueDelivery, PayloadMode, iso
+from gateway.retry import Random, next_delay, parse_retry_after
+from gateway.signing import signature_header
+from gateway.storage import AttemptResult
+from gateway.targets import TargetPolicy, TargetRefused, check_url_syntax, refusal_of
+
+USER_AGENT = f"gateway/{__version__}"
+READ_LIMIT = 64 * 1024  # read at most this much of an answer, so the connection can be reused
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundRequest:
+    url: str
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    """What came back: a status (the target answered) or an error (it did not)."""
+
+    status_code: int | None
+    error: str | None
+    duration_ms: float
+    excerpt: str
+    retry_after: str | None = None
+    detail: str | None = None  # for logs only: never shown to subscribers
+
+
+def build_body(d: DueDelivery, events_base: str) -> bytes:
+    body: dict[str, object] = {
+        "id": d.event_id,
+        "type": d.topic,
+        "timestamp": iso(d.event_created_at),
+        "account": d.account,
+        "sequence": d.sequence,
+    }
+    if d.payload is PayloadMode.SKINNY:
+        body["resource_url"] = d.resource_url or f"{events_base}/v1/events/{d.event_id}"
+    else:
+        # The data was serialised once at publish; splice it in rather than parse it again.
+        body["data"] = orjson.Fragment(d.data_json)
+    return orjson.dumps(body)
+
+
+def build_request(d: DueDelivery, timestamp: int, events_base: str) -> OutboundRequest:
+    body = build_body(d, events_base)
+    headers = dict(d.headers)
+    headers.update({
+        "Content-Type": "application/json",
+        "User-Agent": USER_AGENT,
+        "webhook-id": d.event_id,
+        "webhook-timestamp": str(timestamp),
+        "webhook-signature": signature_header(d.secrets, d.event_id, timestamp, body),
+    })
+    return OutboundRequest(d.target_url, headers, body)
+
+
+def describe_error(exc: BaseException) -> tuple[str, str]:
+    """(error as the attempt log shows it, detail for the operator's log)."""
+    if refusal_of(exc) is not None:
+        return "address refused", str(refusal_of(exc))
+    if isinstance(exc, TimeoutError | aiohttp.ServerTimeoutError):
+        return "timeout", type(exc).__name__
+    if isinstance(exc, aiohttp.ClientConnectorDNSError):
+        return f"dns: {exc.os_error.strerror or 'lookup failed'}", str(exc)
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        return "tls: certificate not valid", str(exc)
+    if isinstance(exc, aiohttp.ClientSSLError):
+        return "tls: handshake failed", str(exc)
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        if isinstance(exc.os_error, ConnectionRefusedError):
+            return "connection refused", str(exc)
+        return f"connection failed: {exc.os_error.strerror or type(exc.os_error).__name__}", str(exc)
+    if isinstance(exc, aiohttp.ServerDisconnectedError | ConnectionResetError):
+        return "connection reset", str(exc)
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return "connection reset", str(exc)
+    if isinstance(exc, aiohttp.InvalidURL):
+        return "address refused", str(exc)
+    return f"error: {type(exc).__name__}", str(exc)
+
+
+class Dispatcher:
+    """Makes attempts. The session's resolver is a PolicyResolver, so a name is checked in the
+    very lookup the connection uses; literal addresses, which skip the resolver, are checked here."""
+
+    def __init__(self, session: aiohttp.ClientSession, policy: TargetPolicy, cfg: DeliveryConfig,
+                 clock: Clock, rng: Random, events_base: str) -> None:
+        self._session = session
+        self._policy = policy
+        self._cfg = cfg
+        self._clock = clock
+        self._rng = rng
+        self._events_base = events_base.rstrip("/")
+        self._timeout = aiohttp.ClientTimeout(total=cfg.timeout_seconds)
+        self._checked: dict[str, str | None] = {}
+
+    def _precheck(self, url: str) -> str | None:
+        hit = self._checked.get(url, "")
+        if hit == "":
+            try:
+                check_url_syntax(url, self._policy)
+                hit = None
+            except TargetRefused as exc:
+                hit = exc.reason
+            if len(self._checked) > 10000:
+                self._checked.clear()
+            self._checked[url] = hit
+        return hit
+
+    async def send(self, req: OutboundRequest) -> Response:
+        refused = self._precheck(req.url)
+        if refused is not None:
+            return Response(None, "address refused", 0.0, "", detail=refused)
+        start = time.perf_counter()
+        try:
+            async with self._session.post(req.url, data=req.body, headers=req.headers,
+                                          allow_redirects=False, timeout=self._timeout) as resp:
+                if resp.content_length is not None and resp.content_length <= READ_LIMIT:
+                    raw = await resp.read()
+                else:
+                    raw = await resp.content.read(self._cfg.response_excerpt_bytes)
+                elapsed = (time.perf_counter() - start) * 1000
+                excerpt = raw[: self._cfg.response_excerpt_bytes].decode("utf-8", "replace")
+                if 300 <= resp.status < 400:
+                    where = resp.headers.get("Location", "")
+                    return Response(None, "redirect refused", elapsed,
+                                    f"{resp.status} Location: {where}"[:1024], detail=str(resp.status))
+                return Response(resp.status, None, elapsed, excerpt,
+                                retry_after=resp.headers.get("Retry-After"))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            elapsed = (time.perf_counter() - start) * 1000
+            error, detail = describe_error(exc)
+            return Response(None, error, elapsed, "", detail=detail)
+
+    def classify(self, d: DueDelivery, resp: Response, at: float) -> AttemptResult:
+        attempt = Attempt(at, resp.status_code, resp.error, resp.duration_ms, resp.excerpt)
+        code = resp.status_code
+        if code is not None and 200 <= code < 300:
+            return AttemptResult(d.id, d.hook_id, attempt, DeliveryStatus.DELIVERED, None,
+                                 hook_failed=False, gone=False)
+        if code == 410:
+            return AttemptResult(d.id, d.hook_id, attempt, DeliveryStatus.FAILED, None,
+                                 hook_failed=True, gone=True)
+        retry_after = None
+        if code in (429, 503):
+            retry_after = parse_retry_after(resp.retry_after, at)
+        delay = None if d.manual else next_delay(
+            d.attempts + 1, self._cfg.retry_schedule_seconds, retry_after=retry_after,
+            max_retry_after=self._cfg.max_retry_after_seconds, jitter=self._cfg.retry_jitter,
+            rng=self._rng,
+        )
+        if delay is None:
+            return AttemptResult(d.id, d.hook_id, attempt, DeliveryStatus.FAILED, None,
+                                 hook_failed=True, gone=False)
+        return AttemptResult(d.id, d.hook_id, attempt, DeliveryStatus.PENDING, at + delay,
+                             hook_failed=True, gone=False)
+
+    async def attempt(self, d: DueDelivery) -> tuple[AttemptResult, Response]:
+        at = self._clock.now()
+        req = build_request(d, int(at), self._events_base)
+        resp = await self.send(req)
+        return self.classify(d, resp, at), resp

@@ -1,0 +1,106 @@
+"""The gateway's error tree.
+
+    GatewayError
+    ├── ConfigError          a bad setting: names the key and why
+    ├── StorageError         the database cannot be used (e.g. a newer schema)
+    └── ApiError             answered as application/problem+json
+        ├── BadRequest       400: the body is not JSON
+        ├── Unauthorized     401: missing or unknown key
+        ├── Forbidden        403: known key, wrong role or account
+        ├── NotFound         404: missing, or another account's
+        ├── Conflict         409
+        ├── PayloadTooLarge  413
+        └── Unprocessable    422: JSON that breaks the rules; carries per-field errors
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+
+class GatewayError(Exception):
+    pass
+
+
+class ConfigError(GatewayError):
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(f"{key}: {message}")
+        self.key = key
+        self.message = message
+
+
+class StorageError(GatewayError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class FieldError:
+    field: str
+    message: str
+
+
+class ApiError(GatewayError):
+    status: ClassVar[int] = 500
+    title: ClassVar[str] = "Internal Server Error"
+    slug: ClassVar[str] = "internal"
+
+    def __init__(self, detail: str, errors: list[FieldError] | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.errors = errors or []
+
+    def body(self) -> dict[str, object]:
+        out: dict[str, object] = {
+            "type": f"https://gateway.dev/problems/{self.slug}",
+            "title": self.title,
+            "status": self.status,
+            "detail": self.detail,
+        }
+        if self.errors:
+            out["errors"] = [{"field": e.field, "message": e.message} for e in self.errors]
+        return out
+
+
+class BadRequest(ApiError):
+    status, title, slug = 400, "Bad Request", "bad-request"
+
+
+class Unauthorized(ApiError):
+    status, title, slug = 401, "Unauthorized", "unauthorized"
+
+
+class Forbidden(ApiError):
+    status, title, slug = 403, "Forbidden", "forbidden"
+
+
+class NotFound(ApiError):
+    status, title, slug = 404, "Not Found", "not-found"
+
+
+class MethodNotAllowed(ApiError):
+    status, title, slug = 405, "Method Not Allowed", "method-not-allowed"
+
+
+class Conflict(ApiError):
+    status, title, slug = 409, "Conflict", "conflict"
+
+
+class PayloadTooLarge(ApiError):
+    status, title, slug = 413, "Payload Too Large", "payload-too-large"
+
+
+class UnsupportedMediaType(ApiError):
+    status, title, slug = 415, "Unsupported Media Type", "unsupported-media-type"
+
+
+class Unprocessable(ApiError):
+    status, title, slug = 422, "Unprocessable Content", "validation"
+
+    @classmethod
+    def field(cls, field: str, message: str) -> Unprocessable:
+        return cls(f"{field}: {message}", [FieldError(field, message)])
+
+
+class ServiceUnavailable(ApiError):
+    status, title, slug = 503, "Service Unavailable", "unavailable"

@@ -1,0 +1,36 @@
+"""Prometheus metrics, one registry per app so several apps (tests) never share counters."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+DELIVERY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5, 30, 120, 600, 3600, 86400)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = r = CollectorRegistry()
+        self.requests = Counter("gateway_http_requests_total", "HTTP requests answered.",
+                                ["method", "route", "status"], registry=r)
+        self.request_seconds = Histogram("gateway_http_request_duration_seconds",
+                                         "HTTP request latency.", ["method", "route"],
+                                         buckets=LATENCY_BUCKETS, registry=r)
+        self.events = Counter("gateway_events_published_total", "Events accepted.", registry=r)
+        self.attempts = Counter("gateway_delivery_attempts_total", "Delivery attempts by outcome.",
+                                ["outcome"], registry=r)
+        self.final = Counter("gateway_deliveries_total", "Deliveries that reached a final status.",
+                             ["status"], registry=r)
+        self.in_flight = Gauge("gateway_delivery_in_flight", "Attempts in flight per callback host.",
+                               ["host"], registry=r)
+        self.backlog = Gauge("gateway_delivery_due_backlog",
+                             "Deliveries due now and not yet claimed.", registry=r)
+        self.latency = Histogram("gateway_publish_to_delivered_seconds",
+                                 "From publish to successful delivery.",
+                                 buckets=DELIVERY_BUCKETS, registry=r)
+        self.hooks_changed = Counter("gateway_hooks_status_changes_total",
+                                     "Hooks the gateway disabled or removed.", ["status"],
+                                     registry=r)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,228 @@
+"""Domain records: Account keys, Topic, Hook, Event, Delivery, Attempt; every state an Enum."""
+
+from __future__ import annotations
+
+import base64
+import os
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+_B32 = "0123456789abcdefghjkmnpqrstvwxyz"  # Crockford base32: sortable, no ambiguous letters
+
+
+def new_id(prefix: str, now: float | None = None) -> str:
+    """A time-sortable random id: 48-bit milliseconds then 80 random bits, Crockford base32."""
+    ms = int((time.time() if now is None else now) * 1000)
+    n = (ms << 80) | int.from_bytes(os.urandom(10), "big")
+    chars = []
+    for _ in range(26):
+        chars.append(_B32[n & 31])
+        n >>= 5
+    return f"{prefix}_{''.join(reversed(chars))}"
+
+
+def new_secret() -> str:
+    return "whsec_" + base64.b64encode(os.urandom(32)).decode()
+
+
+def iso(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class Role(StrEnum):
+    ADMIN = "admin"
+    PUBLISHER = "publisher"
+    SUBSCRIBER = "subscriber"
+
+
+class HookStatus(StrEnum):
+    ACTIVE = "active"
+    PAUSED = "paused"
+    DISABLED = "disabled"
+    REMOVED = "removed"
+
+
+class PayloadMode(StrEnum):
+    FULL = "full"
+    SKINNY = "skinny"
+
+
+class DeliveryStatus(StrEnum):
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    id: str
+    role: Role
+    account: str | None
+    created_at: float
+    revoked_at: float | None
+    last4: str
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "role": self.role.value,
+            "account": self.account,
+            "created_at": iso(self.created_at),
+            "revoked_at": iso(self.revoked_at),
+            "key_hint": f"…{self.last4}",
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Topic:
+    name: str
+    description: str
+
+    def public(self) -> dict[str, Any]:
+        return {"name": self.name, "description": self.description}
+
+
+@dataclass(frozen=True, slots=True)
+class Hook:
+    id: str
+    account: str
+    target_url: str
+    host: str
+    topics: tuple[str, ...]
+    payload: PayloadMode
+    ordered: bool
+    description: str
+    headers: dict[str, str]
+    status: HookStatus
+    secret: str
+    old_secret: str | None
+    old_secret_expires_at: float | None
+    created_at: float
+    updated_at: float
+    consecutive_failures: int
+    failing_since: float | None
+
+    def secrets(self, now: float) -> list[str]:
+        """Secrets to sign with: the current one, and the previous one while its rotation window lasts."""
+        out = [self.secret]
+        if self.old_secret and self.old_secret_expires_at and now < self.old_secret_expires_at:
+            out.append(self.old_secret)
+        return out
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "account": self.account,
+            "target_url": self.target_url,
+            "topics": list(self.topics),
+            "payload": self.payload.value,
+            "ordered": self.ordered,
+            "description": self.description,
+            "headers": self.headers,
+            "status": self.status.value,
+            "created_at": iso(self.created_at),
+            "updated_at": iso(self.updated_at),
+            "consecutive_failures": self.consecutive_failures,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    id: str
+    account: str
+    topic: str
+    sequence: int
+    data_json: bytes
+    resource_url: str | None
+    created_at: float
+
+    def public(self, counts: dict[str, int]) -> dict[str, Any]:
+        import orjson
+
+        return {
+            "id": self.id,
+            "topic": self.topic,
+            "account": self.account,
+            "sequence": self.sequence,
+            "data": orjson.loads(self.data_json),
+            "resource_url": self.resource_url,
+            "created_at": iso(self.created_at),
+            "deliveries": {s.value: counts.get(s.value, 0) for s in DeliveryStatus},
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    at: float
+    status_code: int | None
+    error: str | None
+    duration_ms: float
+    response_excerpt: str
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "at": iso(self.at),
+            "status_code": self.status_code,
+            "error": self.error,
+            "duration_ms": round(self.duration_ms, 3),
+            "response_excerpt": self.response_excerpt,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    id: str
+    event_id: str
+    hook_id: str
+    account: str
+    topic: str
+    status: DeliveryStatus
+    attempts: int
+    next_attempt_at: float | None
+    last_status_code: int | None
+    created_at: float
+    updated_at: float
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "event_id": self.event_id,
+            "hook_id": self.hook_id,
+            "topic": self.topic,
+            "status": self.status.value,
+            "attempts": self.attempts,
+            "next_attempt_at": iso(self.next_attempt_at)
+            if self.status is DeliveryStatus.PENDING
+            else None,
+            "last_status_code": self.last_status_code,
+            "created_at": iso(self.created_at),
+            "updated_at": iso(self.updated_at),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class DueDelivery:
+    """What the delivery loop needs to make one attempt, read in the same query that claims it."""
+
+    id: str
+    event_id: str
+    hook_id: str
+    account: str
+    topic: str
+    sequence: int
+    attempts: int
+    manual: bool
+    target_url: str
+    host: str
+    payload: PayloadMode
+    headers: dict[str, str]
+    secrets: tuple[str, ...]
+    data_json: bytes
+    resource_url: str | None
+    event_created_at: float

@@ -1,0 +1,184 @@
+-- name: account_ensure
+-- Create an account if it does not exist yet.
+INSERT OR IGNORE INTO accounts (name, created_at) VALUES (?, ?);
+
+-- name: key_insert
+INSERT INTO api_keys (id, hash, role, account, last4, created_at) VALUES (?, ?, ?, ?, ?, ?);
+
+-- name: key_list
+SELECT id, role, account, created_at, revoked_at, last4 FROM api_keys ORDER BY created_at, id;
+
+-- name: key_revoke
+UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL;
+
+-- name: key_by_id
+SELECT id, role, account, created_at, revoked_at, last4 FROM api_keys WHERE id = ?;
+
+-- name: key_by_hash
+-- Looked up by hash (an index seek); the caller compares the hash again in constant time.
+SELECT id, role, account, created_at, revoked_at, last4, hash FROM api_keys
+WHERE hash = ? AND revoked_at IS NULL;
+
+-- name: topic_upsert
+INSERT INTO topics (name, description, created_at, updated_at) VALUES (?, ?, ?, ?)
+ON CONFLICT (name) DO UPDATE SET description = excluded.description, updated_at = excluded.updated_at;
+
+-- name: topic_exists
+SELECT 1 FROM topics WHERE name = ?;
+
+-- name: topic_list
+SELECT name, description FROM topics ORDER BY name;
+
+-- name: hook_insert
+INSERT INTO hooks (id, account, target_url, host, topics, payload, ordered, description, headers,
+                   status, secret, created_at, updated_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'active', ?, ?, ?);
+
+-- name: hook_get
+SELECT * FROM hooks WHERE id = ? AND deleted_at IS NULL;
+
+-- name: hook_list_all
+SELECT * FROM hooks WHERE deleted_at IS NULL AND id > ? ORDER BY id LIMIT ?;
+
+-- name: hook_list_account
+SELECT * FROM hooks WHERE deleted_at IS NULL AND account = ? AND id > ? ORDER BY id LIMIT ?;
+
+-- name: hook_index_account
+-- What publishing needs to fan an event out: every hook of the account that can still receive.
+SELECT id, topics, status FROM hooks
+WHERE account = ? AND deleted_at IS NULL AND status != 'removed';
+
+-- name: hook_delete
+UPDATE hooks SET deleted_at = ?, updated_at = ? WHERE id = ? AND deleted_at IS NULL;
+
+-- name: hook_set_held
+-- A hook that is not active holds its pending deliveries out of the due index.
+UPDATE deliveries SET held = ? WHERE hook_id = ? AND status = 'pending';
+
+-- name: hook_resume_deliveries
+-- Re-activating a disabled hook retries what waited, now.
+UPDATE deliveries SET held = 0, next_attempt_at = MIN(next_attempt_at, ?), updated_at = ?
+WHERE hook_id = ? AND status = 'pending';
+
+-- name: hook_cancel_deliveries
+UPDATE deliveries SET status = 'cancelled', updated_at = ? WHERE hook_id = ? AND status = 'pending';
+
+-- name: hook_fail_deliveries
+UPDATE deliveries SET status = 'failed', updated_at = ? WHERE hook_id = ? AND status = 'pending';
+
+-- name: hook_rotate
+UPDATE hooks SET old_secret = secret, old_secret_expires_at = ?, secret = ?, updated_at = ?
+WHERE id = ? AND deleted_at IS NULL;
+
+-- name: hook_success
+UPDATE hooks SET consecutive_failures = 0, failing_since = NULL WHERE id = ?;
+
+-- name: hook_failures
+UPDATE hooks SET consecutive_failures = ?, failing_since = ? WHERE id = ?;
+
+-- name: hook_failure_state
+SELECT consecutive_failures, failing_since, status, account FROM hooks WHERE id = ?;
+
+-- name: hook_set_status
+UPDATE hooks SET status = ?, updated_at = ? WHERE id = ?;
+
+-- name: idempotency_get
+SELECT response FROM idempotency WHERE account = ? AND key = ? AND created_at > ?;
+
+-- name: idempotency_put
+INSERT OR REPLACE INTO idempotency (account, key, response, created_at) VALUES (?, ?, ?, ?);
+
+-- name: idempotency_purge
+DELETE FROM idempotency WHERE created_at <= ?;
+
+-- name: sequence_get
+SELECT last_sequence FROM accounts WHERE name = ?;
+
+-- name: sequence_set
+UPDATE accounts SET last_sequence = ? WHERE name = ?;
+
+-- name: event_insert
+INSERT INTO events (id, account, topic, sequence, data, resource_url, created_at)
+VALUES (?, ?, ?, ?, ?, ?, ?);
+
+-- name: event_get
+SELECT id, account, topic, sequence, data, resource_url, created_at FROM events WHERE id = ?;
+
+-- name: event_delivery_counts
+SELECT status, COUNT(*) FROM deliveries WHERE event_id = ? GROUP BY status;
+
+-- name: delivery_insert
+INSERT INTO deliveries (id, event_id, hook_id, account, topic, sequence, held, next_attempt_at,
+                        created_at, updated_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?);
+
+-- name: delivery_get
+SELECT id, event_id, hook_id, account, topic, status, attempts, next_attempt_at, last_status_code,
+       created_at, updated_at
+FROM deliveries WHERE id = ?;
+
+-- name: delivery_list
+SELECT id, event_id, hook_id, account, topic, status, attempts, next_attempt_at, last_status_code,
+       created_at, updated_at
+FROM deliveries WHERE hook_id = ? AND id < ? AND (? IS NULL OR status = ?)
+ORDER BY id DESC LIMIT ?;
+
+-- name: delivery_attempts
+SELECT at, status_code, error, duration_ms, response_excerpt FROM attempts
+WHERE delivery_id = ? ORDER BY at, rowid;
+
+-- name: delivery_retry
+-- A manual retry: one more attempt now, whatever the schedule said.
+UPDATE deliveries SET status = 'pending', manual = 1, next_attempt_at = ?, updated_at = ?,
+       held = (SELECT CASE WHEN h.status = 'active' THEN 0 ELSE 1 END FROM hooks h
+               WHERE h.id = deliveries.hook_id)
+WHERE id = ? AND status IN ('pending', 'failed');
+
+-- name: claim_candidates
+-- Due deliveries, oldest first, skipping hosts that are at their bound. An ordered hook offers
+-- only its lowest pending sequence, and nothing while one of its deliveries is claimed.
+SELECT d.id, d.event_id, d.hook_id, d.account, d.topic, d.sequence, d.attempts, d.manual,
+       h.target_url, h.host, h.payload, h.headers, h.secret, h.old_secret, h.old_secret_expires_at,
+       e.data, e.resource_url, e.created_at
+FROM deliveries d
+JOIN hooks h ON h.id = d.hook_id
+JOIN events e ON e.id = d.event_id
+WHERE d.status = 'pending' AND d.held = 0 AND d.claimed = 0 AND d.next_attempt_at <= ?
+  AND h.status = 'active' AND h.deleted_at IS NULL
+  AND h.host NOT IN (SELECT value FROM json_each(?))
+  AND (h.ordered = 0 OR (
+        d.sequence = (SELECT MIN(x.sequence) FROM deliveries x
+                      WHERE x.hook_id = d.hook_id AND x.status = 'pending')
+        AND NOT EXISTS (SELECT 1 FROM deliveries y
+                        WHERE y.hook_id = d.hook_id AND y.status = 'pending' AND y.claimed = 1)))
+ORDER BY d.next_attempt_at
+LIMIT ?;
+
+-- name: claim_mark
+UPDATE deliveries SET claimed = 1 WHERE id = ?;
+
+-- name: claims_release
+UPDATE deliveries SET claimed = 0 WHERE id = ?;
+
+-- name: claims_reset
+-- Start-up: whatever a previous process held is handed back.
+UPDATE deliveries SET claimed = 0 WHERE claimed = 1;
+
+-- name: next_due
+SELECT MIN(next_attempt_at) FROM deliveries WHERE status = 'pending' AND held = 0 AND claimed = 0;
+
+-- name: due_backlog
+SELECT COUNT(*) FROM deliveries WHERE status = 'pending' AND held = 0 AND claimed = 0
+AND next_attempt_at <= ?;
+
+-- name: attempt_insert
+INSERT INTO attempts (delivery_id, at, status_code, error, duration_ms, response_excerpt)
+VALUES (?, ?, ?, ?, ?, ?);
+
+-- name: delivery_record
+-- The outcome of an attempt. A row cancelled or failed meanwhile keeps that status.
+UPDATE deliveries
+SET claimed = 0, attempts = attempts + 1, manual = 0, last_status_code = ?, updated_at = ?,
+    next_attempt_at = ?,
+    status = CASE WHEN status = 'pending' THEN ? ELSE status END
+WHERE id = ?;

@@ -1,0 +1,659 @@
+"""The only module that touches the database: SQLite through aiosqlite, behind domain verbs."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import re
+import sqlite3
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, TypeVar
+
+import aiosqlite
+import orjson
+
+from gateway.errors import StorageError
+from gateway.models import (
+    ApiKey,
+    Attempt,
+    Delivery,
+    DeliveryStatus,
+    DueDelivery,
+    Event,
+    Hook,
+    HookStatus,
+    PayloadMode,
+    Role,
+    Topic,
+    new_id,
+)
+
+T = TypeVar("T")
+
+
+def _load_sql() -> tuple[dict[str, str], list[tuple[int, str]]]:
+    pkg = resources.files("gateway") / "sql"
+    queries: dict[str, str] = {}
+    text = (pkg / "queries.sql").read_text()
+    for chunk in re.split(r"^-- name: ", text, flags=re.M)[1:]:
+        name, _, body = chunk.partition("\n")
+        lines = [ln for ln in body.splitlines() if not ln.startswith("--")]
+        queries[name.strip()] = "\n".join(lines).strip().rstrip(";")
+    migrations = []
+    for entry in pkg.iterdir():
+        m = re.match(r"^(\d{4})_.*\.sql$", entry.name)
+        if m:
+            migrations.append((int(m.group(1)), entry.read_text()))
+    migrations.sort()
+    return queries, migrations
+
+
+Q, MIGRATIONS = _load_sql()
+SCHEMA_VERSION = MIGRATIONS[-1][0]
+
+
+@dataclass(frozen=True, slots=True)
+class NewEvent:
+    account: str
+    topic: str
+    data_json: bytes
+    resource_url: str | None
+    idempotency_key: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Published:
+    id: str
+    deliveries: int
+    replayed: bool = False
+
+    def public(self) -> dict[str, Any]:
+        return {"id": self.id, "deliveries": self.deliveries}
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptResult:
+    """One finished attempt, as the delivery loop hands it to storage."""
+
+    delivery_id: str
+    hook_id: str
+    attempt: Attempt
+    status: DeliveryStatus  # the delivery's status after this attempt
+    next_attempt_at: float | None
+    hook_failed: bool  # counts toward disabling the hook
+    gone: bool  # the target answered 410: unsubscribe the hook
+
+
+@dataclass(slots=True)
+class RecordSummary:
+    disabled_hooks: list[str] = field(default_factory=list)
+    removed_hooks: list[str] = field(default_factory=list)
+    final: dict[str, int] = field(default_factory=dict)  # final status → count
+
+
+@dataclass(slots=True)
+class _HookIndex:
+    """Per-account topic routing for publishing, kept in memory: fan-out without a query per event."""
+
+    exact: dict[str, list[tuple[str, bool]]] = field(default_factory=dict)
+    prefixes: list[tuple[str, str, bool]] = field(default_factory=list)
+    memo: dict[str, list[tuple[str, bool]]] = field(default_factory=dict)
+
+    def add(self, hook_id: str, patterns: Iterable[str], held: bool) -> None:
+        seen: set[str] = set()
+        for p in patterns:
+            if p in seen:
+                continue
+            seen.add(p)
+            if p == "*":
+                self.prefixes.append(("", hook_id, held))
+            elif p.endswith(".*"):
+                self.prefixes.append((p[:-1], hook_id, held))
+            else:
+                self.exact.setdefault(p, []).append((hook_id, held))
+
+    def match(self, topic: str) -> list[tuple[str, bool]]:
+        hit = self.memo.get(topic)
+        if hit is None:
+            found: dict[str, bool] = dict(self.exact.get(topic, ()))
+            for prefix, hook_id, held in self.prefixes:
+                if topic.startswith(prefix):
+                    found[hook_id] = held
+            hit = self.memo[topic] = list(found.items())
+        return hit
+
+
+def _hook_from_row(row: sqlite3.Row) -> Hook:
+    return Hook(
+        id=row["id"],
+        account=row["account"],
+        target_url=row["target_url"],
+        host=row["host"],
+        topics=tuple(orjson.loads(row["topics"])),
+        payload=PayloadMode(row["payload"]),
+        ordered=bool(row["ordered"]),
+        description=row["description"],
+        headers=orjson.loads(row["headers"]),
+        status=HookStatus(row["status"]),
+        secret=row["secret"],
+        old_secret=row["old_secret"],
+        old_secret_expires_at=row["old_secret_expires_at"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        consecutive_failures=row["consecutive_failures"],
+        failing_since=row["failing_since"],
+    )
+
+
+def _key_from_row(row: Sequence[Any]) -> ApiKey:
+    return ApiKey(
+        id=row[0], role=Role(row[1]), account=row[2], created_at=row[3], revoked_at=row[4],
+        last4=row[5],
+    )
+
+
+def _delivery_from_row(row: Sequence[Any]) -> Delivery:
+    return Delivery(
+        id=row[0], event_id=row[1], hook_id=row[2], account=row[3], topic=row[4],
+        status=DeliveryStatus(row[5]), attempts=row[6], next_attempt_at=row[7],
+        last_status_code=row[8], created_at=row[9], updated_at=row[10],
+    )
+
+
+class Storage:
+    """SQLite in WAL mode: one writer connection whose work runs as whole transactions in
+    aiosqlite's thread, and one reader connection, so reads never wait behind a write."""
+
+    def __init__(self, path: str, *, synchronous: str = "full", idempotency_ttl: float = 86400):
+        self.path = path
+        self._synchronous = synchronous
+        self._idem_ttl = idempotency_ttl
+        self._w: aiosqlite.Connection | None = None
+        self._r: aiosqlite.Connection | None = None
+        self._topics: frozenset[str] | None = None
+        self._hook_index: dict[str, _HookIndex] = {}
+        self._pending: list[tuple[list[NewEvent], float, asyncio.Future[list[Published]]]] = []
+        self._flusher: asyncio.Task[None] | None = None
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    async def open(self, *, max_version: int | None = None) -> None:
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._w = await aiosqlite.connect(self.path, isolation_level=None)
+        await self._run(self._prepare_writer)
+        await self._run(lambda c: self._migrate(c, max_version))
+        self._r = await aiosqlite.connect(self.path, isolation_level=None)
+        self._r.row_factory = sqlite3.Row
+        await self._r.execute("PRAGMA busy_timeout = 5000")
+        await self._r.execute("PRAGMA query_only = 1")
+
+    async def close(self) -> None:
+        if self._flusher is not None:
+            await asyncio.gather(self._flusher, return_exceptions=True)
+        for conn in (self._r, self._w):
+            if conn is not None:
+                await conn.close()
+        self._r = self._w = None
+
+    def _prepare_writer(self, c: sqlite3.Connection) -> None:
+        c.row_factory = sqlite3.Row
+        mode = c.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if mode != "wal" and self.path != ":memory:":
+            raise StorageError(f"cannot use WAL journal mode on {self.path} (got {mode})")
+        c.execute(f"PRAGMA synchronous = {self._synchronous.upper()}")
+        c.execute("PRAGMA busy_timeout = 5000")
+        c.execute("PRAGMA foreign_keys = ON")
+
+    def _migrate(self, c: sqlite3.Connection, max_version: int | None) -> None:
+        current = c.execute("PRAGMA user_version").fetchone()[0]
+        if current > SCHEMA_VERSION:
+            raise StorageError(
+                f"database {self.path} has schema version {current}, newer than this gateway "
+                f"understands ({SCHEMA_VERSION}); upgrade the gateway or use another database"
+            )
+        for version, script in MIGRATIONS:
+            if version <= current or (max_version is not None and version > max_version):
+                continue
+            # executescript commits first; the BEGIN inside makes each migration all-or-nothing.
+            c.executescript(f"BEGIN;\n{script}\nPRAGMA user_version = {version};\nCOMMIT;")
+
+    async def schema_version(self) -> int:
+        return await self._run(lambda c: int(c.execute("PRAGMA user_version").fetchone()[0]))
+
+    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run fn on the writer connection in aiosqlite's thread, as one unit of work.
+
+        aiosqlite runs queued functions one at a time on its thread, so a whole transaction
+        written as one function cannot interleave with another: no asyncio lock needed, and a
+        transaction costs one thread hop instead of one per statement."""
+        if self._w is None:
+            raise StorageError("storage is not open")
+        conn = self._w
+
+        def call() -> T:
+            return fn(conn._conn)  # type: ignore[attr-defined]
+
+        return await conn._execute(call)  # type: ignore[attr-defined,no-any-return]
+
+    async def _tx(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        def wrapped(c: sqlite3.Connection) -> T:
+            c.execute("BEGIN IMMEDIATE")
+            try:
+                out = fn(c)
+            except BaseException:
+                c.execute("ROLLBACK")
+                raise
+            c.execute("COMMIT")
+            return out
+
+        return await self._run(wrapped)
+
+    async def _read(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        assert self._r is not None, "storage is not open"
+        return list(await self._r.execute_fetchall(sql, params))
+
+    async def ping(self) -> bool:
+        rows = await self._read("SELECT 1")
+        return bool(rows and rows[0][0] == 1)
+
+    # -- accounts and keys ---------------------------------------------------------------------
+
+    async def create_key(self, role: Role, account: str | None, key_hash: bytes, last4: str,
+                         now: float) -> ApiKey:
+        key_id = new_id("key", now)
+
+        def tx(c: sqlite3.Connection) -> None:
+            if account is not None:
+                c.execute(Q["account_ensure"], (account, now))
+            c.execute(Q["key_insert"], (key_id, key_hash, role.value, account, last4, now))
+
+        await self._tx(tx)
+        return ApiKey(key_id, role, account, now, None, last4)
+
+    async def list_keys(self) -> list[ApiKey]:
+        return [_key_from_row(r) for r in await self._read(Q["key_list"])]
+
+    async def revoke_key(self, key_id: str, now: float) -> ApiKey | None:
+        def tx(c: sqlite3.Connection) -> ApiKey | None:
+            c.execute(Q["key_revoke"], (now, key_id))
+            row = c.execute(Q["key_by_id"], (key_id,)).fetchone()
+            return _key_from_row(row) if row else None
+
+        return await self._tx(tx)
+
+    async def key_by_hash(self, key_hash: bytes) -> ApiKey | None:
+        rows = await self._read(Q["key_by_hash"], (key_hash,))
+        for row in rows:
+            if hmac.compare_digest(row["hash"], key_hash):
+                return _key_from_row(row)
+        return None
+
+    async def ensure_account(self, name: str, now: float) -> None:
+        await self._tx(lambda c: c.execute(Q["account_ensure"], (name, now)))
+
+    # -- topics --------------------------------------------------------------------------------
+
+    async def put_topics(self, topics: Iterable[tuple[str, str]], now: float) -> list[bool]:
+        """Create or update topics; for each, whether it was new."""
+        items = list(topics)
+
+        def tx(c: sqlite3.Connection) -> list[bool]:
+            created = []
+            for name, description in items:
+                created.append(c.execute(Q["topic_exists"], (name,)).fetchone() is None)
+                c.execute(Q["topic_upsert"], (name, description, now, now))
+            return created
+
+        out = await self._tx(tx)
+        self._topics = None
+        return out
+
+    async def list_topics(self) -> list[Topic]:
+        return [Topic(r[0], r[1]) for r in await self._read(Q["topic_list"])]
+
+    async def topic_names(self) -> frozenset[str]:
+        if self._topics is None:
+            self._topics = frozenset(t.name for t in await self.list_topics())
+        return self._topics
+
+    # -- hooks ---------------------------------------------------------------------------------
+
+    def _forget_hooks(self, account: str) -> None:
+        # Only ever called inside a writer transaction, like every read of the index, so
+        # publishing never routes with a stale view of the hooks.
+        self._hook_index.pop(account, None)
+
+    def _index_for(self, c: sqlite3.Connection, account: str) -> _HookIndex:
+        idx = self._hook_index.get(account)
+        if idx is None:
+            idx = _HookIndex()
+            for row in c.execute(Q["hook_index_account"], (account,)):
+                idx.add(row[0], orjson.loads(row[1]), row[2] != HookStatus.ACTIVE.value)
+            self._hook_index[account] = idx
+        return idx
+
+    async def create_hook(self, *, account: str, target_url: str, host: str, topics: Sequence[str],
+                          payload: PayloadMode, ordered: bool, description: str,
+                          headers: dict[str, str], secret: str, now: float,
+                          hook_id: str | None = None) -> Hook:
+        hid = hook_id or new_id("hook", now)
+
+        def tx(c: sqlite3.Connection) -> Hook:
+            c.execute(Q["account_ensure"], (account, now))
+            c.execute(Q["hook_insert"], (
+                hid, account, target_url, host, orjson.dumps(list(topics)).decode(),
+                payload.value, int(ordered), description, orjson.dumps(headers).decode(),
+                secret, now, now,
+            ))
+            self._forget_hooks(account)
+            return _hook_from_row(c.execute(Q["hook_get"], (hid,)).fetchone())
+
+        return await self._tx(tx)
+
+    async def get_hook(self, hook_id: str) -> Hook | None:
+        rows = await self._read(Q["hook_get"], (hook_id,))
+        return _hook_from_row(rows[0]) if rows else None
+
+    async def list_hooks(self, account: str | None, limit: int,
+                         after: str = "") -> tuple[list[Hook], str | None]:
+        if account is None:
+            rows = await self._read(Q["hook_list_all"], (after, limit + 1))
+        else:
+            rows = await self._read(Q["hook_list_account"], (account, after, limit + 1))
+        hooks = [_hook_from_row(r) for r in rows[:limit]]
+        return hooks, (hooks[-1].id if len(rows) > limit else None)
+
+    async def update_hook(self, hook_id: str, changes: dict[str, Any], now: float) -> Hook | None:
+        """Apply validated changes. A status change moves the hook's waiting deliveries with it."""
+        cols = {k: v for k, v in changes.items() if k != "status"}
+        sets: list[str] = []
+        params: list[Any] = []
+        for k, v in cols.items():
+            if k in ("topics", "headers"):
+                v = orjson.dumps(v).decode()
+            elif k == "ordered":
+                v = int(v)
+            elif k == "payload":
+                v = PayloadMode(v).value
+            sets.append(f"{k} = ?")
+            params.append(v)
+        new_status: HookStatus | None = changes.get("status")
+
+        def tx(c: sqlite3.Connection) -> Hook | None:
+            row = c.execute(Q["hook_get"], (hook_id,)).fetchone()
+            if row is None:
+                return None
+            if sets:
+                c.execute(
+                    f"UPDATE hooks SET {', '.join(sets)}, updated_at = ? WHERE id = ?",
+                    (*params, now, hook_id),
+                )
+            old = HookStatus(row["status"])
+            if new_status is not None and new_status is not old:
+                c.execute(Q["hook_set_status"], (new_status.value, now, hook_id))
+                if new_status is HookStatus.ACTIVE:
+                    c.execute(Q["hook_success"], (hook_id,))
+                    if old is HookStatus.DISABLED:
+                        c.execute(Q["hook_resume_deliveries"], (now, now, hook_id))
+                    else:
+                        c.execute(Q["hook_set_held"], (0, hook_id))
+                else:
+                    c.execute(Q["hook_set_held"], (1, hook_id))
+            self._forget_hooks(row["account"])
+            return _hook_from_row(c.execute(Q["hook_get"], (hook_id,)).fetchone())
+
+        return await self._tx(tx)
+
+    async def delete_hook(self, hook_id: str, now: float) -> bool:
+        def tx(c: sqlite3.Connection) -> bool:
+            row = c.execute(Q["hook_get"], (hook_id,)).fetchone()
+            if row is None:
+                return False
+            c.execute(Q["hook_delete"], (now, now, hook_id))
+            c.execute(Q["hook_cancel_deliveries"], (now, hook_id))
+            self._forget_hooks(row["account"])
+            return True
+
+        return await self._tx(tx)
+
+    async def rotate_secret(self, hook_id: str, secret: str, old_expires_at: float,
+                            now: float) -> Hook | None:
+        def tx(c: sqlite3.Connection) -> Hook | None:
+            c.execute(Q["hook_rotate"], (old_expires_at, secret, now, hook_id))
+            row = c.execute(Q["hook_get"], (hook_id,)).fetchone()
+            return _hook_from_row(row) if row else None
+
+        return await self._tx(tx)
+
+    # -- publishing ----------------------------------------------------------------------------
+
+    async def publish(self, events: list[NewEvent], now: float) -> list[Published]:
+        """Store events and their deliveries atomically; durable when this returns.
+
+        Calls that arrive while a commit is running wait and share the next one (group commit):
+        under load many requests cost one transaction and one fsync, not one each."""
+        fut: asyncio.Future[list[Published]] = asyncio.get_running_loop().create_future()
+        self._pending.append((events, now, fut))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush_publishes())
+        return await fut
+
+    async def _flush_publishes(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending, []
+            try:
+                results = await self._tx(lambda c, b=batch: self._publish_tx(c, b))
+            except Exception as exc:
+                # One bad request must not sink its neighbours: retry each on its own.
+                if len(batch) == 1:
+                    if not batch[0][2].done():
+                        batch[0][2].set_exception(exc)
+                    continue
+                for item in batch:
+                    try:
+                        res = await self._tx(lambda c, it=item: self._publish_tx(c, [it]))
+                        if not item[2].done():
+                            item[2].set_result(res[0])
+                    except Exception as one_exc:
+                        if not item[2].done():
+                            item[2].set_exception(one_exc)
+                continue
+            for (_, _, fut), res in zip(batch, results, strict=True):
+                if not fut.done():
+                    fut.set_result(res)
+
+    def _publish_tx(self, c: sqlite3.Connection,
+                    batch: list[tuple[list[NewEvent], float, Any]]) -> list[list[Published]]:
+        seqs: dict[str, int] = {}
+        fresh_keys: dict[tuple[str, str], Published] = {}
+        ev_rows: list[tuple[Any, ...]] = []
+        dl_rows: list[tuple[Any, ...]] = []
+        idem_rows: list[tuple[Any, ...]] = []
+        results: list[list[Published]] = []
+        for events, now, _ in batch:
+            out: list[Published] = []
+            for ev in events:
+                if ev.idempotency_key is not None:
+                    k = (ev.account, ev.idempotency_key)
+                    prior = fresh_keys.get(k)
+                    if prior is None:
+                        row = c.execute(Q["idempotency_get"],
+                                        (ev.account, ev.idempotency_key, now - self._idem_ttl)).fetchone()
+                        if row is not None:
+                            d = orjson.loads(row[0])
+                            prior = Published(d["id"], d["deliveries"], replayed=True)
+                    if prior is not None:
+                        out.append(Published(prior.id, prior.deliveries, replayed=True))
+                        continue
+                seq = seqs.get(ev.account)
+                if seq is None:
+                    c.execute(Q["account_ensure"], (ev.account, now))
+                    seq = c.execute(Q["sequence_get"], (ev.account,)).fetchone()[0]
+                seq += 1
+                seqs[ev.account] = seq
+                eid = new_id("evt", now)
+                ev_rows.append((eid, ev.account, ev.topic, seq, ev.data_json, ev.resource_url, now))
+                matches = self._index_for(c, ev.account).match(ev.topic)
+                for hook_id, held in matches:
+                    dl_rows.append((new_id("dlv", now), eid, hook_id, ev.account, ev.topic, seq,
+                                    int(held), now, now, now))
+                pub = Published(eid, len(matches))
+                if ev.idempotency_key is not None:
+                    fresh_keys[(ev.account, ev.idempotency_key)] = pub
+                    idem_rows.append((ev.account, ev.idempotency_key,
+                                      orjson.dumps(pub.public()), now))
+                out.append(pub)
+            results.append(out)
+        c.executemany(Q["event_insert"], ev_rows)
+        c.executemany(Q["delivery_insert"], dl_rows)
+        c.executemany(Q["idempotency_put"], idem_rows)
+        c.executemany(Q["sequence_set"], [(s, a) for a, s in seqs.items()])
+        return results
+
+    async def get_event(self, event_id: str) -> tuple[Event, dict[str, int]] | None:
+        rows = await self._read(Q["event_get"], (event_id,))
+        if not rows:
+            return None
+        r = rows[0]
+        event = Event(r[0], r[1], r[2], r[3], bytes(r[4]), r[5], r[6])
+        counts = {row[0]: row[1] for row in await self._read(Q["event_delivery_counts"], (event_id,))}
+        return event, counts
+
+    async def purge_idempotency(self, now: float) -> None:
+        await self._tx(lambda c: c.execute(Q["idempotency_purge"], (now - self._idem_ttl,)))
+
+    # -- deliveries ----------------------------------------------------------------------------
+
+    async def get_delivery(self, delivery_id: str) -> tuple[Delivery, list[Attempt]] | None:
+        rows = await self._read(Q["delivery_get"], (delivery_id,))
+        if not rows:
+            return None
+        attempts = [Attempt(r[0], r[1], r[2], r[3], r[4])
+                    for r in await self._read(Q["delivery_attempts"], (delivery_id,))]
+        return _delivery_from_row(rows[0]), attempts
+
+    async def list_deliveries(self, hook_id: str, status: DeliveryStatus | None, limit: int,
+                              before: str | None) -> tuple[list[Delivery], str | None]:
+        st = status.value if status else None
+        rows = await self._read(Q["delivery_list"], (hook_id, before or "~", st, st, limit + 1))
+        items = [_delivery_from_row(r) for r in rows[:limit]]
+        return items, (items[-1].id if len(rows) > limit else None)
+
+    async def retry_delivery(self, delivery_id: str, now: float) -> Delivery | None:
+        def tx(c: sqlite3.Connection) -> Delivery | None:
+            c.execute(Q["delivery_retry"], (now, now, delivery_id))
+            row = c.execute(Q["delivery_get"], (delivery_id,)).fetchone()
+            return _delivery_from_row(row) if row else None
+
+        return await self._tx(tx)
+
+    async def reset_claims(self) -> int:
+        return await self._tx(lambda c: c.execute(Q["claims_reset"]).rowcount)
+
+    async def release_claims(self, ids: Sequence[str]) -> None:
+        if ids:
+            await self._tx(lambda c: c.executemany(Q["claims_release"], [(i,) for i in ids]))
+
+    async def claim_due(self, now: float, limit: int, host_room: Callable[[str], int],
+                        full_hosts: Iterable[str]) -> list[DueDelivery]:
+        """Claim up to `limit` due deliveries, at most host_room(host) for each callback host."""
+        full = orjson.dumps(sorted(full_hosts)).decode()
+
+        def tx(c: sqlite3.Connection) -> list[DueDelivery]:
+            rows = c.execute(Q["claim_candidates"], (now, full, limit * 2)).fetchall()
+            taken: list[DueDelivery] = []
+            room: dict[str, int] = {}
+            for r in rows:
+                host = r[9]
+                left = room.get(host)
+                if left is None:
+                    left = host_room(host)
+                if left <= 0:
+                    room[host] = 0
+                    continue
+                room[host] = left - 1
+                secrets = [r[12]]
+                if r[13] and r[14] and now < r[14]:
+                    secrets.append(r[13])
+                taken.append(DueDelivery(
+                    id=r[0], event_id=r[1], hook_id=r[2], account=r[3], topic=r[4],
+                    sequence=r[5], attempts=r[6], manual=bool(r[7]), target_url=r[8], host=host,
+                    payload=PayloadMode(r[10]), headers=orjson.loads(r[11]),
+                    secrets=tuple(secrets), data_json=bytes(r[15]), resource_url=r[16],
+                    event_created_at=r[17],
+                ))
+                if len(taken) >= limit:
+                    break
+            c.executemany(Q["claim_mark"], [(d.id,) for d in taken])
+            return taken
+
+        return await self._tx(tx)
+
+    async def next_due_at(self) -> float | None:
+        rows = await self._read(Q["next_due"])
+        return rows[0][0] if rows else None
+
+    async def due_backlog(self, now: float) -> int:
+        rows = await self._read(Q["due_backlog"], (now,))
+        return int(rows[0][0])
+
+    async def record_attempts(self, results: Sequence[AttemptResult], now: float, *,
+                              disable_after_failures: int,
+                              disable_after_seconds: float) -> RecordSummary:
+        """Append attempts, move each delivery on, and keep each hook's failure streak."""
+        summary = RecordSummary()
+
+        def tx(c: sqlite3.Connection) -> None:
+            c.executemany(Q["attempt_insert"], [
+                (r.delivery_id, r.attempt.at, r.attempt.status_code, r.attempt.error,
+                 r.attempt.duration_ms, r.attempt.response_excerpt) for r in results
+            ])
+            c.executemany(Q["delivery_record"], [
+                (r.attempt.status_code, now,
+                 r.next_attempt_at if r.next_attempt_at is not None else now,
+                 r.status.value, r.delivery_id) for r in results
+            ])
+            for r in results:
+                if r.status is not DeliveryStatus.PENDING:
+                    summary.final[r.status.value] = summary.final.get(r.status.value, 0) + 1
+            streaks: dict[str, list[AttemptResult]] = {}
+            for r in results:
+                streaks.setdefault(r.hook_id, []).append(r)
+            for hook_id, rs in streaks.items():
+                if any(r.gone for r in rs):
+                    st = c.execute(Q["hook_failure_state"], (hook_id,)).fetchone()
+                    if st is not None and st["status"] != HookStatus.REMOVED.value:
+                        c.execute(Q["hook_set_status"], (HookStatus.REMOVED.value, now, hook_id))
+                        n = c.execute(Q["hook_fail_deliveries"], (now, hook_id)).rowcount
+                        summary.final["failed"] = summary.final.get("failed", 0) + n
+                        summary.removed_hooks.append(hook_id)
+                        self._forget_hooks(st["account"])
+                    continue
+                last_ok = max((i for i, r in enumerate(rs) if not r.hook_failed), default=-1)
+                fails = rs[last_ok + 1:]
+                if not fails:
+                    c.execute(Q["hook_success"], (hook_id,))
+                    continue
+                st = c.execute(Q["hook_failure_state"], (hook_id,)).fetchone()
+                if st is None:
+                    continue
+                if last_ok >= 0:
+                    count, since = len(fails), fails[0].attempt.at
+                else:
+                    count = st["consecutive_failures"] + len(fails)
+                    since = st["failing_since"] if st["failing_since"] is not None \
+                        else fails[0].attempt.at
+                c.execute(Q["hook_failures"], (count, since, hook_id))
+                if (st["status"] == HookStatus.ACTIVE.value and count >= disable_after_failures
+                        and now - since >= disable_after_seconds):
+                    c.execute(Q["hook_set_status"], (HookStatus.DISABLED.value, now, hook_id))
+                    c.execute(Q["hook_set_held"], (1, hook_id))
+                    summary.disabled_hooks.append(hook_id)
+                    self._forget_hooks(st["account"])
+
+        await self._tx(tx)
+        return summary
