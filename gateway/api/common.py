@@ -32,7 +32,7 @@ CLIENT: web.AppKey[ClientSession] = web.AppKey("client")
 ENGINE: web.AppKey[DeliveryEngine] = web.AppKey("engine")
 POLICY: web.AppKey[TargetPolicy] = web.AppKey("policy")
 
-PRINCIPAL = "principal"
+PRINCIPAL: web.RequestKey[Principal] = web.RequestKey("principal")
 ACCOUNT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
