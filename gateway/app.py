@@ -111,7 +111,10 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
         return await handler(request)
     scheme, _, token = header.partition(" ")
     token = token.strip()
-    if scheme.lower() != "bearer" or not token or len(token) > 200:
+    # Keys are ASCII; a header with other bytes arrives surrogate-escaped and cannot be hashed.
+    if scheme.lower() != "bearer" or not token or len(token) > 200 or not token.isascii():
+        if public:
+            return await handler(request)
         raise Unauthorized("the Authorization header must be: Bearer <key>")
     key = await request.app[STORAGE].key_by_hash(hash_key(token))
     if key is None:

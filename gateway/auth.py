@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 from dataclasses import dataclass
 
@@ -10,6 +11,8 @@ from gateway.errors import Forbidden, NotFound, Unprocessable
 from gateway.models import ApiKey, Role
 
 KEY_PREFIX = "gw_"
+# Here rather than in api/ so the CLI can check names without importing the web stack.
+ACCOUNT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}\Z")  # \Z: "$" allows a final "\n"
 
 
 def generate_key() -> str:

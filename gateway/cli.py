@@ -9,7 +9,7 @@ import time
 from collections.abc import Sequence
 
 from gateway import __version__
-from gateway.auth import generate_key, hash_key
+from gateway.auth import ACCOUNT_NAME, generate_key, hash_key
 from gateway.config import Config, load_config
 from gateway.errors import ConfigError, GatewayError
 from gateway.models import Role, iso
@@ -46,10 +46,11 @@ async def _with_storage(cfg: Config) -> Storage:
 
 
 async def _keys_create(cfg: Config, role: Role, account: str | None) -> str:
-    from gateway.api.common import ACCOUNT_NAME
-
     if role is Role.SUBSCRIBER and not account:
         raise GatewayError("a subscriber key needs --account NAME")
+    if role is not Role.SUBSCRIBER and account is not None:
+        raise GatewayError(f"--account is only for subscriber keys; a {role.value} key acts for "
+                           "every account")
     if account is not None and not ACCOUNT_NAME.match(account):
         raise GatewayError("--account must be 1-128 letters, digits, '.', '_' or '-'")
     storage = await _with_storage(cfg)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import re
 import tomllib
@@ -13,7 +14,7 @@ from typing import Any, get_type_hints
 
 from gateway.errors import ConfigError
 
-TOPIC_NAME = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$")
+TOPIC_NAME = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*\Z")  # \Z: "$" allows a final "\n"
 
 
 def _range(lo: float | None = None, hi: float | None = None) -> dict[str, Any]:
@@ -22,7 +23,7 @@ def _range(lo: float | None = None, hi: float | None = None) -> dict[str, Any]:
 
 @dataclass(frozen=True, slots=True)
 class ServerConfig:
-    host: str = "127.0.0.1"
+    host: str = field(default="127.0.0.1", metadata={"nonempty": True})  # "" would bind everywhere
     port: int = field(default=8080, metadata=_range(0, 65535))
     public_url: str = ""
     max_body_bytes: int = field(default=262144, metadata=_range(1024, 64 * 1024 * 1024))
@@ -32,7 +33,7 @@ class ServerConfig:
 
 @dataclass(frozen=True, slots=True)
 class DatabaseConfig:
-    path: str = "gateway.db"
+    path: str = field(default="gateway.db", metadata={"nonempty": True})
     # "normal" is durable across process crashes in WAL mode; "full" also survives power loss.
     synchronous: str = field(default="full", metadata={"choices": ("normal", "full")})
 
@@ -109,14 +110,19 @@ def _coerce(key: str, hint: Any, value: Any, meta: Mapping[str, Any]) -> Any:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ConfigError(key, f"must be a number, not {value!r}")
         value = float(value)
+        if not math.isfinite(value):
+            raise ConfigError(key, f"must be a finite number, not {value!r}")
     elif hint is str:
         if not isinstance(value, str):
             raise ConfigError(key, f"must be a string, not {value!r}")
+        if meta.get("nonempty") and not value.strip():
+            raise ConfigError(key, "must not be empty")
     elif hint == tuple[float, ...]:
         if not isinstance(value, list | tuple) or not all(
-            isinstance(v, int | float) and not isinstance(v, bool) and v >= 0 for v in value
+            isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) and v >= 0
+            for v in value
         ):
-            raise ConfigError(key, f"must be a list of non-negative numbers, not {value!r}")
+            raise ConfigError(key, f"must be a list of finite, non-negative numbers, not {value!r}")
         if len(value) > 100:
             raise ConfigError(key, "must have at most 100 entries")
         value = tuple(float(v) for v in value)
@@ -230,6 +236,10 @@ def load_config(
     cfg = Config(**sections, topics=_build_topics(data.get("topics")))
     if cfg.server.public_url and not re.match(r"^https?://[^/\s]+", cfg.server.public_url):
         raise ConfigError("server.public_url", "must be an http(s) URL such as https://hooks.example.com")
+    if cfg.server.public_url.endswith("/"):
+        # "https://hooks.example.com/" + "/v1/events/…" would give a double slash.
+        server = dataclasses.replace(cfg.server, public_url=cfg.server.public_url.rstrip("/"))
+        cfg = dataclasses.replace(cfg, server=server)
     return cfg
 
 

@@ -45,6 +45,10 @@ class DeliveryEngine:
         self._recording = False
         self._recorder_done = False
         self._stopping = False
+        # Attempts started while a claim is handed out go at once; the rest waited in a queue
+        # and are checked again before they go (the hook may have been paused or deleted).
+        self._claiming = False
+        self._gone: set[str] = set()  # hooks that answered 410, until that is recorded
         self._loop_task: asyncio.Task[None] | None = None
         self._recorder_task: asyncio.Task[None] | None = None
 
@@ -112,9 +116,13 @@ class DeliveryEngine:
         while not self._stopping:
             self._wake.clear()
             try:
+                filled_at = self._clock.now()
                 await self._fill()
                 timeout = self._cfg.poll_interval_seconds
-                due = await self._storage.next_due_at()
+                # A row already due when we claimed, yet not taken, waits on a bound (a full
+                # host, an ordered hook's earlier event): only a wake-up frees it. Timing on it
+                # would claim again in a tight loop, so time on the next row still to fall due.
+                due = await self._storage.next_due_at(filled_at)
                 if due is not None:
                     timeout = min(timeout, max(0.0, due - self._clock.now()))
             except Exception:
@@ -138,11 +146,13 @@ class DeliveryEngine:
             full = [h for h, n in self._host_claimed.items() if n >= self._host_cap]
             batch = await self._storage.claim_due(
                 self._clock.now(), room, lambda h: self._host_cap - self._host_claimed[h], full)
+            self._claiming = True
             for d in batch:
                 self._claimed[d.id] = d
                 self._host_claimed[d.host] += 1
                 self._queues.setdefault(d.host, deque()).append(d)
                 self._pump(d.host)
+            self._claiming = False
             total += len(batch)
             if not batch:
                 break
@@ -158,15 +168,19 @@ class DeliveryEngine:
             self._running += 1
             self._host_running[host] += 1
             self._metrics.in_flight.labels(host).inc()
-            task = asyncio.create_task(self._attempt(d))
+            task = asyncio.create_task(self._attempt(d, recheck=not self._claiming))
             self._attempts.add(task)
             task.add_done_callback(self._attempts.discard)
         if q is not None and not q:
             del self._queues[host]
 
-    async def _attempt(self, d: DueDelivery) -> None:
+    async def _attempt(self, d: DueDelivery, recheck: bool) -> None:
         try:
-            result, resp = await self._dispatcher.attempt(d)
+            if recheck and (d.hook_id in self._gone or not await self._storage.deliverable(d.id)):
+                # Paused, deleted or gone while it waited for a slot: hand it back unsent.
+                result = None
+            else:
+                result, resp = await self._dispatcher.attempt(d)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -179,7 +193,7 @@ class DeliveryEngine:
                 del self._host_running[d.host]
             self._metrics.in_flight.labels(d.host).dec()
         if result is None:
-            # A bug in an attempt must not wedge the row: hand it back for the next pass.
+            # Not sent, or a bug in an attempt, which must not wedge the row: hand it back.
             self._unclaim(d.id)
             await self._storage.release_claims([d.id])
         else:
@@ -189,6 +203,8 @@ class DeliveryEngine:
             if resp.error is not None:
                 log.info("attempt_error", delivery_id=d.id, hook_id=d.hook_id,
                          error=resp.error, detail=resp.detail)
+            if result.gone:
+                self._gone.add(d.hook_id)
             self._results.append(result)
             self._record_wake.set()
             if result.status is DeliveryStatus.DELIVERED:
@@ -246,6 +262,8 @@ class DeliveryEngine:
                 self._recording = False
             for r in batch:
                 self._unclaim(r.delivery_id)
+                if r.gone:
+                    self._gone.discard(r.hook_id)
             for status, n in summary.final.items():
                 self._metrics.final.labels(status).inc(n)
             for hook_id in summary.disabled_hooks:

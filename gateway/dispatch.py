@@ -134,7 +134,13 @@ class Dispatcher:
                 if resp.content_length is not None and resp.content_length <= READ_LIMIT:
                     raw = await resp.read()
                 else:
-                    raw = await resp.content.read(self._cfg.response_excerpt_bytes)
+                    # read(n) returns what one chunk brought; a streamed answer needs a loop.
+                    raw = b""
+                    while len(raw) < self._cfg.response_excerpt_bytes:
+                        part = await resp.content.read(self._cfg.response_excerpt_bytes - len(raw))
+                        if not part:
+                            break
+                        raw += part
                 elapsed = (time.perf_counter() - start) * 1000
                 excerpt = raw[: self._cfg.response_excerpt_bytes].decode("utf-8", "replace")
                 if 300 <= resp.status < 400:

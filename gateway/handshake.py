@@ -29,7 +29,8 @@ async def verify_intent(session: aiohttp.ClientSession, url: str, hook_id: str,
                 status = resp.status
                 echoed = resp.headers.get("X-Hook-Secret")
     except TimeoutError:
-        raise HandshakeFailed(f"target did not answer the handshake within {timeout:g}s") from None
+        raise HandshakeFailed(
+            f"timed out: target did not answer the handshake within {timeout:g}s") from None
     except aiohttp.ClientError as exc:
         refused = refusal_of(exc)
         if refused is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import os
+import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -17,6 +18,25 @@ def new_id(prefix: str, now: float | None = None) -> str:
     """A time-sortable random id: 48-bit milliseconds then 80 random bits, Crockford base32."""
     ms = int((time.time() if now is None else now) * 1000)
     n = (ms << 80) | int.from_bytes(os.urandom(10), "big")
+    chars = []
+    for _ in range(26):
+        chars.append(_B32[n & 31])
+        n >>= 5
+    return f"{prefix}_{''.join(reversed(chars))}"
+
+
+_monotonic_lock = threading.Lock()
+_monotonic_last = 0
+
+
+def new_monotonic_id(prefix: str, now: float | None = None) -> str:
+    """Like new_id, but strictly increasing within this process even inside one millisecond
+    (ULID's monotonic mode), so rows made together list in the order they were made."""
+    global _monotonic_last
+    ms = int((time.time() if now is None else now) * 1000)
+    n = (ms << 80) | int.from_bytes(os.urandom(10), "big")
+    with _monotonic_lock:
+        n = _monotonic_last = max(n, _monotonic_last + 1)
     chars = []
     for _ in range(26):
         chars.append(_B32[n & 31])

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 
 from aiohttp import web
 
@@ -18,7 +17,7 @@ def _loop_factory() -> asyncio.AbstractEventLoop:
         import uvloop
     except ImportError:
         return asyncio.new_event_loop()
-    return uvloop.new_event_loop()  # type: ignore[no-any-return]
+    return uvloop.new_event_loop()
 
 
 def serve(cfg: Config) -> None:
@@ -40,8 +39,6 @@ def serve(cfg: Config) -> None:
         # then cleanup contexts unwind (the delivery loop drains and hands back its claims).
         web.run_app(app, host=cfg.server.host, port=cfg.server.port, print=None,
                     access_log=None, shutdown_timeout=cfg.delivery.shutdown_grace_seconds,
-                    loop=loop, reuse_address=True,
-                    backlog=1024, handle_signals=True,
-                    **({"reuse_port": False} if hasattr(socket, "SO_REUSEPORT") else {}))
+                    loop=loop, reuse_address=True, backlog=1024, handle_signals=True)
     finally:
         log.info("stopped")

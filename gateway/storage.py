@@ -29,6 +29,7 @@ from gateway.models import (
     Role,
     Topic,
     new_id,
+    new_monotonic_id,
 )
 
 T = TypeVar("T")
@@ -177,6 +178,10 @@ class Storage:
         self._hook_index: dict[str, _HookIndex] = {}
         self._pending: list[tuple[list[NewEvent], float, asyncio.Future[list[Published]]]] = []
         self._flusher: asyncio.Task[None] | None = None
+        # Publishing transactions committed: fewer than publish calls when group commit works.
+        self.publish_commits = 0
+        # Claiming transactions run: an idle or blocked delivery loop must not keep adding to it.
+        self.claim_transactions = 0
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -447,6 +452,7 @@ class Storage:
             batch, self._pending = self._pending, []
             try:
                 results = await self._tx(lambda c, b=batch: self._publish_tx(c, b))
+                self.publish_commits += 1
             except Exception as exc:
                 # One bad request must not sink its neighbours: retry each on its own.
                 if len(batch) == 1:
@@ -456,6 +462,7 @@ class Storage:
                 for item in batch:
                     try:
                         res = await self._tx(lambda c, it=item: self._publish_tx(c, [it]))
+                        self.publish_commits += 1
                         if not item[2].done():
                             item[2].set_result(res[0])
                     except Exception as one_exc:
@@ -495,11 +502,11 @@ class Storage:
                     seq = c.execute(Q["sequence_get"], (ev.account,)).fetchone()[0]
                 seq += 1
                 seqs[ev.account] = seq
-                eid = new_id("evt", now)
+                eid = new_monotonic_id("evt", now)
                 ev_rows.append((eid, ev.account, ev.topic, seq, ev.data_json, ev.resource_url, now))
                 matches = self._index_for(c, ev.account).match(ev.topic)
                 for hook_id, held in matches:
-                    dl_rows.append((new_id("dlv", now), eid, hook_id, ev.account, ev.topic, seq,
+                    dl_rows.append((new_monotonic_id("dlv", now), eid, hook_id, ev.account, ev.topic, seq,
                                     int(held), now, now, now))
                 pub = Published(eid, len(matches))
                 if ev.idempotency_key is not None:
@@ -551,6 +558,10 @@ class Storage:
 
         return await self._tx(tx)
 
+    async def deliverable(self, delivery_id: str) -> bool:
+        """Whether a claimed delivery may still be sent: pending, not held, its hook active."""
+        return bool(await self._read(Q["delivery_deliverable"], (delivery_id,)))
+
     async def reset_claims(self) -> int:
         return await self._tx(lambda c: c.execute(Q["claims_reset"]).rowcount)
 
@@ -591,10 +602,12 @@ class Storage:
             c.executemany(Q["claim_mark"], [(d.id,) for d in taken])
             return taken
 
+        self.claim_transactions += 1
         return await self._tx(tx)
 
-    async def next_due_at(self) -> float | None:
-        rows = await self._read(Q["next_due"])
+    async def next_due_at(self, after: float) -> float | None:
+        """When the next unclaimed row falls due, strictly after `after`."""
+        rows = await self._read(Q["next_due"], (after,))
         return rows[0][0] if rows else None
 
     async def due_backlog(self, now: float) -> int:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from aiohttp import web
 
+from gateway.auth import ACCOUNT_NAME
 from gateway.errors import BadRequest, PayloadTooLarge, Unauthorized, Unprocessable
 
 if TYPE_CHECKING:
@@ -33,7 +34,6 @@ ENGINE: web.AppKey[DeliveryEngine] = web.AppKey("engine")
 POLICY: web.AppKey[TargetPolicy] = web.AppKey("policy")
 
 PRINCIPAL: web.RequestKey[Principal] = web.RequestKey("principal")
-ACCOUNT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
 def principal(request: web.Request) -> Principal:
@@ -119,7 +119,7 @@ def page_params(request: web.Request) -> tuple[int, str | None]:
         decoded = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
     except (binascii.Error, UnicodeDecodeError, ValueError):
         raise Unprocessable.field("cursor", "is not a cursor this API gave out") from None
-    if not re.match(r"^[a-z]+_[0-9a-z]{26}$", decoded):
+    if not re.match(r"^[a-z]+_[0-9a-z]{26}\Z", decoded):
         raise Unprocessable.field("cursor", "is not a cursor this API gave out")
     return limit, decoded
 

@@ -14,6 +14,7 @@ from gateway.api.common import (
     ENGINE,
     POLICY,
     STORAGE,
+    account_name,
     expect_object,
     json_response,
     make_cursor,
@@ -35,8 +36,9 @@ CREATE_FIELDS = {"target_url", "topics", "event", "payload", "ordered", "descrip
                  "account"}
 PATCH_FIELDS = {"target_url", "topics", "event", "payload", "ordered", "description", "headers",
                 "status"}
-PREFIX_PATTERN = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*\.\*$")
-HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,128}$")
+# \Z, not $: "$" also matches before a final "\n".
+PREFIX_PATTERN = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*\.\*\Z")
+HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,128}\Z")
 # Headers the gateway owns: hop-by-hop ones, framing, and the signature set.
 RESERVED_HEADERS = {
     "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "proxy-connection",
@@ -99,8 +101,11 @@ def _headers(body: dict[str, Any]) -> dict[str, str] | None:
             raise Unprocessable.field(where, "is set by the gateway and cannot be overridden")
         if not isinstance(value, str) or len(value) > 4096:
             raise Unprocessable.field(where, "must be a string of at most 4096 characters")
-        if any(ch in value for ch in "\r\n\0"):
-            raise Unprocessable.field(where, "must not contain line breaks")
+        # RFC 9110 field values: no control characters but tab (aiohttp refuses to send them).
+        if any((ord(ch) < 0x20 and ch != "\t") or ord(ch) == 0x7F for ch in value):
+            raise Unprocessable.field(where, "must not contain line breaks or control characters")
+        if name.lower() in (n.lower() for n in out):
+            raise Unprocessable.field(where, "is given twice (header names ignore case)")
         out[name] = value
     return out
 
@@ -115,10 +120,10 @@ def _payload(body: dict[str, Any]) -> PayloadMode | None:
 
 
 async def _checked_target(request: web.Request, body: dict[str, Any], hook_id: str) -> str | None:
-    url = body.get("target_url")
-    if url is None:
+    if "target_url" not in body:
         return None
-    if not isinstance(url, str):
+    url = body["target_url"]
+    if not isinstance(url, str):  # null included: a hook cannot lose its target
         raise Unprocessable.field("target_url", "must be a URL string")
     policy = request.app[POLICY]
     sec = request.app[CONFIG].security
@@ -159,7 +164,8 @@ def _hook_roles(request: web.Request) -> None:
 async def create_hook(request: web.Request) -> web.Response:
     _hook_roles(request)
     body = expect_object(await read_json(request), CREATE_FIELDS)
-    account = principal(request).target_account(body.get("account"))
+    # An admin names any account: the same rule as everywhere else, not just "a string".
+    account = account_name(principal(request).target_account(body.get("account")))
     if "target_url" not in body:
         raise Unprocessable.field("target_url", "is required")
     topics = await _topics(request, body, required=True)

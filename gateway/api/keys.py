@@ -29,10 +29,15 @@ async def create_key(request: web.Request) -> web.Response:
     except ValueError:
         raise Unprocessable.field("role", "must be admin, publisher or subscriber") from None
     account = body.get("account")
-    if account is not None:
-        account = account_name(account)
-    elif role is Role.SUBSCRIBER:
+    if role is not Role.SUBSCRIBER:
+        # Silently keeping it would suggest a publisher key can be scoped to one account.
+        if account is not None:
+            raise Unprocessable.field("account", f"only subscriber keys are bound to an account; "
+                                                 f"a {role.value} key acts for every account")
+    elif account is None:
         raise Unprocessable.field("account", "is required for a subscriber key")
+    else:
+        account = account_name(account)
     key = generate_key()
     rec = await request.app[STORAGE].create_key(role, account, hash_key(key), key[-4:],
                                                 request.app[CLOCK].now())

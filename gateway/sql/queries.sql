@@ -128,8 +128,10 @@ SELECT at, status_code, error, duration_ms, response_excerpt FROM attempts
 WHERE delivery_id = ? ORDER BY at, rowid;
 
 -- name: delivery_retry
--- A manual retry: one more attempt now, whatever the schedule said.
-UPDATE deliveries SET status = 'pending', manual = 1, next_attempt_at = ?, updated_at = ?,
+-- A manual retry: one more attempt now, whatever the schedule said. Only a failed delivery
+-- gets the single manual attempt; a pending one keeps the retries it has left.
+UPDATE deliveries SET status = 'pending', next_attempt_at = ?, updated_at = ?,
+       manual = CASE WHEN status = 'failed' THEN 1 ELSE manual END,
        held = (SELECT CASE WHEN h.status = 'active' THEN 0 ELSE 1 END FROM hooks h
                WHERE h.id = deliveries.hook_id)
 WHERE id = ? AND status IN ('pending', 'failed');
@@ -154,6 +156,12 @@ WHERE d.status = 'pending' AND d.held = 0 AND d.claimed = 0 AND d.next_attempt_a
 ORDER BY d.next_attempt_at
 LIMIT ?;
 
+-- name: delivery_deliverable
+-- A claimed row that waited for a free slot: may it still be sent?
+SELECT 1 FROM deliveries d JOIN hooks h ON h.id = d.hook_id
+WHERE d.id = ? AND d.status = 'pending' AND d.held = 0 AND h.status = 'active'
+  AND h.deleted_at IS NULL;
+
 -- name: claim_mark
 UPDATE deliveries SET claimed = 1 WHERE id = ?;
 
@@ -165,7 +173,10 @@ UPDATE deliveries SET claimed = 0 WHERE id = ?;
 UPDATE deliveries SET claimed = 0 WHERE claimed = 1;
 
 -- name: next_due
-SELECT MIN(next_attempt_at) FROM deliveries WHERE status = 'pending' AND held = 0 AND claimed = 0;
+-- The next moment a row falls due after the given one. Rows due earlier but left unclaimed wait
+-- on a bound (a full host, an ordered hook's earlier event), and a wake-up frees them.
+SELECT MIN(next_attempt_at) FROM deliveries WHERE status = 'pending' AND held = 0 AND claimed = 0
+AND next_attempt_at > ?;
 
 -- name: due_backlog
 SELECT COUNT(*) FROM deliveries WHERE status = 'pending' AND held = 0 AND claimed = 0
