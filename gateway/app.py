@@ -143,7 +143,11 @@ def create_app(config: Config, *, clock: Clock | None = None, rng: Random | None
     async def storage_ctx(app: web.Application) -> AsyncIterator[None]:
         storage = Storage(config.database.path, synchronous=config.database.synchronous,
                           idempotency_ttl=config.server.idempotency_ttl_seconds)
-        await storage.open()
+        try:
+            await storage.open()
+        except BaseException:
+            await storage.close()  # an open connection's thread would keep the process alive
+            raise
         if config.topics:
             await storage.put_topics([(t.name, t.description) for t in config.topics],
                                      app[CLOCK].now())

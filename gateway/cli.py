@@ -41,7 +41,11 @@ def _parser() -> argparse.ArgumentParser:
 
 async def _with_storage(cfg: Config) -> Storage:
     storage = Storage(cfg.database.path, synchronous=cfg.database.synchronous)
-    await storage.open()
+    try:
+        await storage.open()
+    except BaseException:
+        await storage.close()  # an open connection's thread would keep the process from exiting
+        raise
     return storage
 
 

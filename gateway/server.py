@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 from aiohttp import web
 
@@ -34,11 +35,39 @@ def serve(cfg: Config) -> None:
     app.on_startup.append(announce)
     loop = _loop_factory()
     asyncio.set_event_loop(loop)
+    main = loop.create_task(_run(app, cfg))
     try:
-        # SIGTERM/SIGINT: the site stops accepting, requests in flight get the grace period,
-        # then cleanup contexts unwind (the delivery loop drains and hands back its claims).
-        web.run_app(app, host=cfg.server.host, port=cfg.server.port, print=None,
-                    access_log=None, shutdown_timeout=cfg.delivery.shutdown_grace_seconds,
-                    loop=loop, reuse_address=True, backlog=1024, handle_signals=True)
+        loop.run_until_complete(main)
+    except (web.GracefulExit, KeyboardInterrupt):
+        pass
     finally:
+        if not main.done():
+            # SIGTERM/SIGINT: cancelling main runs its finally, the staged shutdown.
+            main.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                loop.run_until_complete(main)
+        rest = asyncio.all_tasks(loop)
+        for task in rest:
+            task.cancel()
+        loop.run_until_complete(asyncio.gather(*rest, return_exceptions=True))
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()
         log.info("stopped")
+
+
+async def _run(app: web.Application, cfg: Config) -> None:
+    """web.run_app's sequence, except that a start-up failing part-way still unwinds what did
+    start: run_app skips runner.cleanup() when setup() raises, which left the database open
+    (its non-daemon thread kept the process alive) and SIGTERM swallowed by a closed loop."""
+    runner = web.AppRunner(app, handle_signals=True, access_log=None,
+                           shutdown_timeout=cfg.delivery.shutdown_grace_seconds)
+    try:
+        await runner.setup()
+        site = web.TCPSite(runner, cfg.server.host, cfg.server.port, backlog=1024,
+                           reuse_address=True)
+        await site.start()
+        await asyncio.Event().wait()  # until SIGTERM/SIGINT raise GracefulExit
+    finally:
+        # The site stops accepting, requests in flight get the grace period, then the cleanup
+        # contexts unwind in reverse (the delivery loop drains and hands back its claims).
+        await runner.cleanup()

@@ -1,0 +1,124 @@
+"""Storage: numbered migrations on an existing database, a newer schema refused, WAL mode."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from pathlib import Path
+
+import pytest
+
+from gateway.auth import generate_key, hash_key
+from gateway.errors import StorageError
+from gateway.models import HookStatus, PayloadMode, Role, new_secret
+from gateway.storage import SCHEMA_VERSION, Storage
+
+
+async def make_v1_database(path: Path) -> tuple[str, str]:
+    """A database as the first release left it: schema 1 with an account, a key and a hook."""
+    storage = Storage(str(path), synchronous="normal")
+    await storage.open(max_version=1)
+    try:
+        assert await storage.schema_version() == 1
+        now = time.time()
+        key = generate_key()
+        await storage.create_key(Role.SUBSCRIBER, "acme", hash_key(key), key[-4:], now)
+        await storage.put_topics([("contact.created", "made")], now)
+        hook = await storage.create_hook(
+            account="acme", target_url="https://example.com/h", host="example.com",
+            topics=["contact.created"], payload=PayloadMode.SKINNY, ordered=True,
+            description="old", headers={"X-A": "1"}, secret=new_secret(), now=now)
+    finally:
+        await storage.close()
+    return hook.id, key
+
+
+def tables(path: Path) -> set[str]:
+    with sqlite3.connect(path) as db:
+        return {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+
+
+async def test_schema_version_is_the_last_migration(tmp_path: Path) -> None:
+    assert SCHEMA_VERSION >= 2
+    storage = Storage(str(tmp_path / "g.db"))
+    await storage.open()
+    try:
+        assert await storage.schema_version() == SCHEMA_VERSION
+    finally:
+        await storage.close()
+
+
+async def test_migrating_an_existing_database_keeps_its_data(tmp_path: Path) -> None:
+    path = tmp_path / "g.db"
+    hook_id, key = await make_v1_database(path)
+    assert "hooks" in tables(path)
+    assert "deliveries" not in tables(path)
+
+    storage = Storage(str(path))
+    await storage.open()
+    try:
+        assert await storage.schema_version() == 2
+        hook = await storage.get_hook(hook_id)
+        assert hook is not None
+        assert (hook.account, hook.target_url, hook.topics, hook.payload, hook.ordered,
+                hook.description, hook.headers, hook.status) == (
+            "acme", "https://example.com/h", ("contact.created",), PayloadMode.SKINNY, True,
+            "old", {"X-A": "1"}, HookStatus.ACTIVE)
+        found = await storage.key_by_hash(hash_key(key))
+        assert found is not None and found.account == "acme"
+        assert await storage.topic_names() == frozenset({"contact.created"})
+    finally:
+        await storage.close()
+    assert {"events", "deliveries", "attempts", "idempotency"} <= tables(path)
+
+
+async def test_reopening_a_current_database_changes_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "g.db"
+    hook_id, _ = await make_v1_database(path)
+    for _ in range(2):
+        storage = Storage(str(path))
+        await storage.open()
+        try:
+            assert await storage.schema_version() == SCHEMA_VERSION
+            assert await storage.get_hook(hook_id) is not None
+        finally:
+            await storage.close()
+
+
+async def test_a_newer_database_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "g.db"
+    with sqlite3.connect(path) as db:
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 5}")
+    storage = Storage(str(path))
+    with pytest.raises(StorageError) as info:
+        await storage.open()
+    await storage.close()
+    message = str(info.value)
+    assert str(SCHEMA_VERSION + 5) in message
+    assert str(SCHEMA_VERSION) in message
+    assert "newer" in message
+    # Refusing does not touch it.
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION + 5
+
+
+async def test_wal_mode_is_on(tmp_path: Path) -> None:
+    path = tmp_path / "g.db"
+    storage = Storage(str(path))
+    await storage.open()
+    try:
+        with sqlite3.connect(path) as db:
+            assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    finally:
+        await storage.close()
+
+
+async def test_the_database_directory_is_created(tmp_path: Path) -> None:
+    path = tmp_path / "state" / "sub" / "g.db"
+    storage = Storage(str(path))
+    await storage.open()
+    try:
+        assert await storage.ping()
+    finally:
+        await storage.close()
+    assert path.exists()
