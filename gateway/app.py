@@ -126,6 +126,17 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
     return await handler(request)
 
 
+def _local_base(config: Config) -> str:
+    """Where skinny payloads point when server.public_url is unset: this process as it listens.
+    Only right for receivers on the same network; production sets public_url."""
+    host = config.server.host
+    if host in ("0.0.0.0", "::"):
+        host = "127.0.0.1" if host == "0.0.0.0" else "::1"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{config.server.port}"
+
+
 def create_app(config: Config, *, clock: Clock | None = None, rng: Random | None = None,
                run_delivery_loop: bool = True) -> web.Application:
     """The whole service. With run_delivery_loop=False the engine is built but only runs when
@@ -143,11 +154,7 @@ def create_app(config: Config, *, clock: Clock | None = None, rng: Random | None
     async def storage_ctx(app: web.Application) -> AsyncIterator[None]:
         storage = Storage(config.database.path, synchronous=config.database.synchronous,
                           idempotency_ttl=config.server.idempotency_ttl_seconds)
-        try:
-            await storage.open()
-        except BaseException:
-            await storage.close()  # an open connection's thread would keep the process alive
-            raise
+        await storage.open()
         if config.topics:
             await storage.put_topics([(t.name, t.description) for t in config.topics],
                                      app[CLOCK].now())
@@ -172,7 +179,7 @@ def create_app(config: Config, *, clock: Clock | None = None, rng: Random | None
         await session.close()
 
     async def delivery_ctx(app: web.Application) -> AsyncIterator[None]:
-        base = config.server.public_url or f"http://{config.server.host}:{config.server.port}"
+        base = config.server.public_url or _local_base(config)
         dispatcher = Dispatcher(app[CLIENT], app[POLICY], config.delivery, app[CLOCK],
                                 rng or random.Random(), base)
         engine = DeliveryEngine(app[STORAGE], dispatcher, config.delivery, app[METRICS],

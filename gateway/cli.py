@@ -41,11 +41,7 @@ def _parser() -> argparse.ArgumentParser:
 
 async def _with_storage(cfg: Config) -> Storage:
     storage = Storage(cfg.database.path, synchronous=cfg.database.synchronous)
-    try:
-        await storage.open()
-    except BaseException:
-        await storage.close()  # an open connection's thread would keep the process from exiting
-        raise
+    await storage.open()
     return storage
 
 

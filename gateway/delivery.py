@@ -20,6 +20,7 @@ log = get_logger("gateway.delivery")
 # Rows claimed ahead of free slots, per host and overall: the next attempt to a host starts the
 # moment one ends, without a round trip to the database in between.
 PREFETCH = 2
+PURGE_EVERY = 3600.0
 
 
 class DeliveryEngine:
@@ -44,6 +45,7 @@ class DeliveryEngine:
         self._results: list[AttemptResult] = []
         self._recording = False
         self._recorder_done = False
+        self._purged_at = float("-inf")
         self._stopping = False
         # Attempts started while a claim is handed out go at once; the rest waited in a queue
         # and are checked again before they go (the hook may have been paused or deleted).
@@ -117,6 +119,10 @@ class DeliveryEngine:
             self._wake.clear()
             try:
                 filled_at = self._clock.now()
+                if filled_at - self._purged_at >= PURGE_EVERY:
+                    # Idempotency keys outlive their window only until the next sweep.
+                    self._purged_at = filled_at
+                    await self._storage.purge_idempotency(filled_at)
                 await self._fill()
                 timeout = self._cfg.poll_interval_seconds
                 # A row already due when we claimed, yet not taken, waits on a bound (a full

@@ -188,13 +188,18 @@ class Storage:
     async def open(self, *, max_version: int | None = None) -> None:
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self._w = await aiosqlite.connect(self.path, isolation_level=None)
-        await self._run(self._prepare_writer)
-        await self._run(lambda c: self._migrate(c, max_version))
-        self._r = await aiosqlite.connect(self.path, isolation_level=None)
-        self._r.row_factory = sqlite3.Row
-        await self._r.execute("PRAGMA busy_timeout = 5000")
-        await self._r.execute("PRAGMA query_only = 1")
+        try:
+            self._w = await aiosqlite.connect(self.path, isolation_level=None)
+            await self._run(self._prepare_writer)
+            await self._run(lambda c: self._migrate(c, max_version))
+            self._r = await aiosqlite.connect(self.path, isolation_level=None)
+            self._r.row_factory = sqlite3.Row
+            await self._r.execute("PRAGMA busy_timeout = 5000")
+            await self._r.execute("PRAGMA query_only = 1")
+        except BaseException:
+            # An open connection's thread would keep the process alive after the error.
+            await self.close()
+            raise
 
     async def close(self) -> None:
         if self._flusher is not None:
@@ -249,10 +254,11 @@ class Storage:
             c.execute("BEGIN IMMEDIATE")
             try:
                 out = fn(c)
+                c.execute("COMMIT")
             except BaseException:
-                c.execute("ROLLBACK")
+                if c.in_transaction:
+                    c.execute("ROLLBACK")
                 raise
-            c.execute("COMMIT")
             return out
 
         return await self._run(wrapped)

@@ -65,6 +65,10 @@ async def read_json(request: web.Request) -> Any:
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
+        if "exceeds 64-bit range" in str(exc):
+            # Valid JSON that our store cannot keep exactly: a rule broken, not bad syntax.
+            raise Unprocessable.field("body", "numbers must fit in 64 bits; send larger ones "
+                                      "as strings") from None
         raise BadRequest(f"request body is not valid JSON: {exc}") from None
 
 
