@@ -91,9 +91,9 @@ async def problems(request: web.Request, handler: Handler) -> web.StreamResponse
         return resp
     except web.HTTPException as exc:
         if exc.status >= 400:
-            err = ApiError(exc.reason)
-            err.status = exc.status  # type: ignore[misc]
-            return problem(err)
+            generic = ApiError(exc.reason)
+            generic.status = exc.status  # type: ignore[misc]
+            return problem(generic)
         raise
     except Exception:
         log.exception("unhandled_error", path=request.path)

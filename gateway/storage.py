@@ -8,6 +8,7 @@ import re
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
@@ -245,9 +246,10 @@ class Storage:
         conn = self._w
 
         def call() -> T:
-            return fn(conn._conn)  # type: ignore[attr-defined]
+            return fn(conn._conn)
 
-        return await conn._execute(call)  # type: ignore[attr-defined,no-any-return]
+        out: T = await conn._execute(call)  # type: ignore[no-untyped-call]
+        return out
 
     async def _tx(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         def wrapped(c: sqlite3.Connection) -> T:
@@ -457,7 +459,7 @@ class Storage:
         while self._pending:
             batch, self._pending = self._pending, []
             try:
-                results = await self._tx(lambda c, b=batch: self._publish_tx(c, b))
+                results = await self._tx(partial(self._publish_tx, batch=batch))
                 self.publish_commits += 1
             except Exception as exc:
                 # One bad request must not sink its neighbours: retry each on its own.
@@ -467,10 +469,10 @@ class Storage:
                     continue
                 for item in batch:
                     try:
-                        res = await self._tx(lambda c, it=item: self._publish_tx(c, [it]))
+                        alone = await self._tx(partial(self._publish_tx, batch=[item]))
                         self.publish_commits += 1
                         if not item[2].done():
-                            item[2].set_result(res[0])
+                            item[2].set_result(alone[0])
                     except Exception as one_exc:
                         if not item[2].done():
                             item[2].set_exception(one_exc)

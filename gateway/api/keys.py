@@ -25,7 +25,7 @@ async def create_key(request: web.Request) -> web.Response:
     principal(request).require(Role.ADMIN)
     body = expect_object(await read_json(request), {"role", "account"})
     try:
-        role = Role(body.get("role"))
+        role = Role(str(body.get("role")))
     except ValueError:
         raise Unprocessable.field("role", "must be admin, publisher or subscriber") from None
     account = body.get("account")
