@@ -47,9 +47,6 @@ class DeliveryEngine:
         self._recorder_done = False
         self._purged_at = float("-inf")
         self._stopping = False
-        # Attempts started while a claim is handed out go at once; the rest waited in a queue
-        # and are checked again before they go (the hook may have been paused or deleted).
-        self._claiming = False
         self._gone: set[str] = set()  # hooks that answered 410, until that is recorded
         self._loop_task: asyncio.Task[None] | None = None
         self._recorder_task: asyncio.Task[None] | None = None
@@ -152,13 +149,11 @@ class DeliveryEngine:
             full = [h for h, n in self._host_claimed.items() if n >= self._host_cap]
             batch = await self._storage.claim_due(
                 self._clock.now(), room, lambda h: self._host_cap - self._host_claimed[h], full)
-            self._claiming = True
             for d in batch:
                 self._claimed[d.id] = d
                 self._host_claimed[d.host] += 1
                 self._queues.setdefault(d.host, deque()).append(d)
                 self._pump(d.host)
-            self._claiming = False
             total += len(batch)
             if not batch:
                 break
@@ -174,16 +169,16 @@ class DeliveryEngine:
             self._running += 1
             self._host_running[host] += 1
             self._metrics.in_flight.labels(host).inc()
-            task = asyncio.create_task(self._attempt(d, recheck=not self._claiming))
+            task = asyncio.create_task(self._attempt(d))
             self._attempts.add(task)
             task.add_done_callback(self._attempts.discard)
         if q is not None and not q:
             del self._queues[host]
 
-    async def _attempt(self, d: DueDelivery, recheck: bool) -> None:
+    async def _attempt(self, d: DueDelivery) -> None:
         try:
-            if recheck and (d.hook_id in self._gone or not await self._storage.deliverable(d.id)):
-                # Paused, deleted or gone while it waited for a slot: hand it back unsent.
+            if d.hook_id in self._gone:
+                # The hook answered 410 while this waited for a slot; recording that fails it.
                 result = None
             else:
                 result, resp = await self._dispatcher.attempt(d)
@@ -221,6 +216,28 @@ class DeliveryEngine:
                 self._pump(host)
         self._wake.set()
         self._progress.set()
+
+    def hook_changed(self, hook_id: str) -> None:
+        """A hook was paused, deleted or changed: rows of it waiting in memory for a slot are
+        handed back, so they go out (or not) by the hook's new state. Attempts already in
+        flight finish. Every change to a hook goes through this process, so checking here
+        replaces a database read before each attempt."""
+        dropped: list[str] = []
+        for host, q in list(self._queues.items()):
+            keep = deque(d for d in q if d.hook_id != hook_id)
+            if len(keep) != len(q):
+                dropped.extend(d.id for d in q if d.hook_id == hook_id)
+                if keep:
+                    self._queues[host] = keep
+                else:
+                    del self._queues[host]
+        for delivery_id in dropped:
+            self._unclaim(delivery_id)
+        if dropped:
+            task = asyncio.create_task(self._storage.release_claims(dropped))
+            self._attempts.add(task)
+            task.add_done_callback(self._attempts.discard)
+        self._wake.set()
 
     def _unclaim(self, delivery_id: str) -> None:
         d = self._claimed.pop(delivery_id, None)
@@ -272,6 +289,8 @@ class DeliveryEngine:
                     self._gone.discard(r.hook_id)
             for status, n in summary.final.items():
                 self._metrics.final.labels(status).inc(n)
+            for hook_id in (*summary.disabled_hooks, *summary.removed_hooks):
+                self.hook_changed(hook_id)
             for hook_id in summary.disabled_hooks:
                 self._metrics.hooks_changed.labels(HookStatus.DISABLED.value).inc()
                 log.warning("hook_disabled", hook_id=hook_id)

@@ -566,10 +566,6 @@ class Storage:
 
         return await self._tx(tx)
 
-    async def deliverable(self, delivery_id: str) -> bool:
-        """Whether a claimed delivery may still be sent: pending, not held, its hook active."""
-        return bool(await self._read(Q["delivery_deliverable"], (delivery_id,)))
-
     async def reset_claims(self) -> int:
         return await self._tx(lambda c: c.execute(Q["claims_reset"]).rowcount)
 

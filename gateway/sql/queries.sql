@@ -156,12 +156,6 @@ WHERE d.status = 'pending' AND d.held = 0 AND d.claimed = 0 AND d.next_attempt_a
 ORDER BY d.next_attempt_at
 LIMIT ?;
 
--- name: delivery_deliverable
--- A claimed row that waited for a free slot: may it still be sent?
-SELECT 1 FROM deliveries d JOIN hooks h ON h.id = d.hook_id
-WHERE d.id = ? AND d.status = 'pending' AND d.held = 0 AND h.status = 'active'
-  AND h.deleted_at IS NULL;
-
 -- name: claim_mark
 UPDATE deliveries SET claimed = 1 WHERE id = ?;
 
