@@ -155,9 +155,13 @@ def create_app(config: Config, *, clock: Clock | None = None, rng: Random | None
         storage = Storage(config.database.path, synchronous=config.database.synchronous,
                           idempotency_ttl=config.server.idempotency_ttl_seconds)
         await storage.open()
-        if config.topics:
-            await storage.put_topics([(t.name, t.description) for t in config.topics],
-                                     app[CLOCK].now())
+        try:
+            if config.topics:
+                await storage.put_topics([(t.name, t.description) for t in config.topics],
+                                         app[CLOCK].now())
+        except BaseException:
+            await storage.close()  # its thread would otherwise keep the failed process alive
+            raise
         app[STORAGE] = storage
         yield
         await storage.close()

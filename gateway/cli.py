@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sqlite3
 import sys
 import time
 from collections.abc import Sequence
@@ -110,6 +111,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except GatewayError as exc:
         print(f"gateway: {exc}", file=sys.stderr)
+        return 1
+    except sqlite3.Error as exc:
+        print(f"gateway: database error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        # e.g. the port is taken: say so in one line, not a traceback
+        print(f"gateway: {exc.strerror or exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

@@ -26,13 +26,6 @@ def serve(cfg: Config) -> None:
     log = get_logger("gateway")
     app = create_app(cfg)
 
-    async def announce(app: web.Application) -> None:
-        log.info("started", version=__version__, host=cfg.server.host, port=cfg.server.port,
-                 database=cfg.database.path, verify_intent=cfg.security.verify_intent,
-                 allow_private_targets=cfg.security.allow_private_targets,
-                 allow_http_targets=cfg.security.allow_http_targets)
-
-    app.on_startup.append(announce)
     loop = _loop_factory()
     asyncio.set_event_loop(loop)
     main = loop.create_task(_run(app, cfg))
@@ -66,6 +59,11 @@ async def _run(app: web.Application, cfg: Config) -> None:
         site = web.TCPSite(runner, cfg.server.host, cfg.server.port, backlog=1024,
                            reuse_address=True)
         await site.start()
+        log = get_logger("gateway")
+        log.info("started", version=__version__, host=cfg.server.host, port=cfg.server.port,
+                 database=cfg.database.path, verify_intent=cfg.security.verify_intent,
+                 allow_private_targets=cfg.security.allow_private_targets,
+                 allow_http_targets=cfg.security.allow_http_targets)
         await asyncio.Event().wait()  # until SIGTERM/SIGINT raise GracefulExit
     finally:
         # The site stops accepting, requests in flight get the grace period, then the cleanup

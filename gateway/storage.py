@@ -197,9 +197,11 @@ class Storage:
             self._r.row_factory = sqlite3.Row
             await self._r.execute("PRAGMA busy_timeout = 5000")
             await self._r.execute("PRAGMA query_only = 1")
-        except BaseException:
+        except BaseException as exc:
             # An open connection's thread would keep the process alive after the error.
             await self.close()
+            if isinstance(exc, sqlite3.Error):
+                raise StorageError(f"cannot open database {self.path}: {exc}") from None
             raise
 
     async def close(self) -> None:
