@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import os
+import random
 import threading
 import time
 from dataclasses import dataclass
@@ -14,19 +15,30 @@ from typing import Any
 _B32 = "0123456789abcdefghjkmnpqrstvwxyz"  # Crockford base32: sortable, no ambiguous letters
 
 
+_PAIRS = [a + b for a in _B32 for b in _B32]  # every 10-bit value as two characters
+
+
+def _encode(n: int) -> str:
+    """An id below 2**130 as 26 base32 characters, most significant first (so ids sort by
+    time); 13 table lookups instead of 26 shifts, the hot path of publishing."""
+    p = _PAIRS
+    return (p[n >> 120 & 1023] + p[n >> 110 & 1023] + p[n >> 100 & 1023] + p[n >> 90 & 1023]
+            + p[n >> 80 & 1023] + p[n >> 70 & 1023] + p[n >> 60 & 1023] + p[n >> 50 & 1023]
+            + p[n >> 40 & 1023] + p[n >> 30 & 1023] + p[n >> 20 & 1023] + p[n >> 10 & 1023]
+            + p[n & 1023])
+
+
 def new_id(prefix: str, now: float | None = None) -> str:
     """A time-sortable random id: 48-bit milliseconds then 80 random bits, Crockford base32."""
     ms = int((time.time() if now is None else now) * 1000)
-    n = (ms << 80) | int.from_bytes(os.urandom(10), "big")
-    chars = []
-    for _ in range(26):
-        chars.append(_B32[n & 31])
-        n >>= 5
-    return f"{prefix}_{''.join(reversed(chars))}"
+    return f"{prefix}_{_encode((ms << 80) | int.from_bytes(os.urandom(10), 'big'))}"
 
 
 _monotonic_lock = threading.Lock()
 _monotonic_last = 0
+# Event and delivery ids need uniqueness and order, not secrecy (every read is checked against
+# the caller's account), so a fast PRNG stands in for os.urandom on the publishing hot path.
+_monotonic_rng = random.Random()
 
 
 def new_monotonic_id(prefix: str, now: float | None = None) -> str:
@@ -34,14 +46,13 @@ def new_monotonic_id(prefix: str, now: float | None = None) -> str:
     (ULID's monotonic mode), so rows made together list in the order they were made."""
     global _monotonic_last
     ms = int((time.time() if now is None else now) * 1000)
-    n = (ms << 80) | int.from_bytes(os.urandom(10), "big")
     with _monotonic_lock:
-        n = _monotonic_last = max(n, _monotonic_last + 1)
-    chars = []
-    for _ in range(26):
-        chars.append(_B32[n & 31])
-        n >>= 5
-    return f"{prefix}_{''.join(reversed(chars))}"
+        if ms <= _monotonic_last >> 80:
+            n = _monotonic_last + 1
+        else:
+            n = (ms << 80) | _monotonic_rng.getrandbits(80)
+        _monotonic_last = n
+    return f"{prefix}_{_encode(n)}"
 
 
 def new_secret() -> str:
