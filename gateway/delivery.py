@@ -7,6 +7,9 @@ import asyncio
 import contextlib
 from collections import Counter, deque
 
+from prometheus_client import Counter as Counter_
+from prometheus_client import Gauge
+
 from gateway.clock import Clock
 from gateway.config import DeliveryConfig
 from gateway.dispatch import Dispatcher
@@ -33,6 +36,9 @@ class DeliveryEngine:
         self._clock = clock
         self._host_cap = cfg.max_in_flight_per_host * PREFETCH
         self._claim_cap = cfg.max_in_flight * PREFETCH
+        self._min_claim = max(1, min(cfg.claim_batch_size, self._claim_cap // 4))
+        self._gauges: dict[str, Gauge] = {}
+        self._counters: dict[str, Counter_] = {}
         self._wake = asyncio.Event()
         self._progress = asyncio.Event()
         self._record_wake = asyncio.Event()
@@ -114,27 +120,36 @@ class DeliveryEngine:
     async def _loop(self) -> None:
         while not self._stopping:
             self._wake.clear()
+            timeout = self._cfg.poll_interval_seconds
             try:
-                filled_at = self._clock.now()
-                if filled_at - self._purged_at >= PURGE_EVERY:
+                now = self._clock.now()
+                if now - self._purged_at >= PURGE_EVERY:
                     # Idempotency keys outlive their window only until the next sweep.
-                    self._purged_at = filled_at
-                    await self._storage.purge_idempotency(filled_at)
-                await self._fill()
-                timeout = self._cfg.poll_interval_seconds
-                # A row already due when we claimed, yet not taken, waits on a bound (a full
-                # host, an ordered hook's earlier event): only a wake-up frees it. Timing on it
-                # would claim again in a tight loop, so time on the next row still to fall due.
-                due = await self._storage.next_due_at(filled_at)
-                if due is not None:
-                    timeout = min(timeout, max(0.0, due - self._clock.now()))
+                    self._purged_at = now
+                    await self._storage.purge_idempotency(now)
+                if self._worth_claiming() and not await self._fill():
+                    # Nothing claimable now: sleep until the next row falls due. A row already
+                    # due yet not taken waits on a bound (a full host, an ordered hook's
+                    # earlier event) that only a wake-up frees, so it does not count.
+                    due = await self._storage.next_due_at(now)
+                    if due is not None:
+                        timeout = min(timeout, max(0.0, due - self._clock.now()))
             except Exception:
                 log.exception("claim_failed")
-                timeout = self._cfg.poll_interval_seconds
-            if timeout > 0 or self._claim_room() <= 0:
+            if timeout > 0:
                 with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(timeout if timeout > 0 else None):
+                    async with asyncio.timeout(timeout):
                         await self._wake.wait()
+
+    def _worth_claiming(self) -> bool:
+        """Claim when the prefetched rows run dry, or when enough room has opened to make a
+        batch: one claim per finished attempt would cost a transaction per delivery."""
+        room = self._claim_room()
+        if room <= 0:
+            return False
+        if not self._queues:
+            return True
+        return room >= self._min_claim
 
     def _claim_room(self) -> int:
         return self._claim_cap - len(self._claimed)
@@ -168,7 +183,7 @@ class DeliveryEngine:
             d = q.popleft()
             self._running += 1
             self._host_running[host] += 1
-            self._metrics.in_flight.labels(host).inc()
+            self._in_flight_gauge(host).inc()
             task = asyncio.create_task(self._attempt(d))
             self._attempts.add(task)
             task.add_done_callback(self._attempts.discard)
@@ -192,7 +207,7 @@ class DeliveryEngine:
             self._host_running[d.host] -= 1
             if not self._host_running[d.host]:
                 del self._host_running[d.host]
-            self._metrics.in_flight.labels(d.host).dec()
+            self._in_flight_gauge(d.host).dec()
         if result is None:
             # Not sent, or a bug in an attempt, which must not wedge the row: hand it back.
             self._unclaim(d.id)
@@ -200,7 +215,7 @@ class DeliveryEngine:
         else:
             outcome = result.status.value if result.status is not DeliveryStatus.PENDING \
                 else "retry"
-            self._metrics.attempts.labels(outcome).inc()
+            self._attempt_counter(outcome).inc()
             if resp.error is not None:
                 log.info("attempt_error", delivery_id=d.id, hook_id=d.hook_id,
                          error=resp.error, detail=resp.detail)
@@ -238,6 +253,19 @@ class DeliveryEngine:
             self._attempts.add(task)
             task.add_done_callback(self._attempts.discard)
         self._wake.set()
+
+    def _in_flight_gauge(self, host: str) -> Gauge:
+        # labels() hashes and locks on every call; the children are kept instead.
+        g = self._gauges.get(host)
+        if g is None:
+            g = self._gauges[host] = self._metrics.in_flight.labels(host)
+        return g
+
+    def _attempt_counter(self, outcome: str) -> Counter_:
+        c = self._counters.get(outcome)
+        if c is None:
+            c = self._counters[outcome] = self._metrics.attempts.labels(outcome)
+        return c
 
     def _unclaim(self, delivery_id: str) -> None:
         d = self._claimed.pop(delivery_id, None)

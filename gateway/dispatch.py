@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from dataclasses import dataclass
 
@@ -41,11 +42,16 @@ class Response:
     detail: str | None = None  # for logs only: never shown to subscribers
 
 
+@functools.lru_cache(maxsize=4096)  # every delivery of one event shares its timestamp
+def _event_time(ts: float) -> str | None:
+    return iso(ts)
+
+
 def build_body(d: DueDelivery, events_base: str) -> bytes:
     body: dict[str, object] = {
         "id": d.event_id,
         "type": d.topic,
-        "timestamp": iso(d.event_created_at),
+        "timestamp": _event_time(d.event_created_at),
         "account": d.account,
         "sequence": d.sequence,
     }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 from collections.abc import Iterable
@@ -10,6 +11,7 @@ from collections.abc import Iterable
 PREFIX = "whsec_"
 
 
+@functools.lru_cache(maxsize=1024)  # every attempt signs; a hook's secret rarely changes
 def secret_key(secret: str) -> bytes:
     """The HMAC key behind a `whsec_…` secret: its base64 payload, decoded."""
     raw = secret[len(PREFIX):] if secret.startswith(PREFIX) else secret
