@@ -39,6 +39,7 @@ from gateway.targets import PolicyResolver, TargetPolicy
 
 log = get_logger("gateway.http")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
@@ -66,11 +67,11 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
         return resp
     finally:
         elapsed = time.perf_counter() - start
-        m = request.app[METRICS]
-        m.requests.labels(request.method, route, str(status)).inc()
-        m.request_seconds.labels(request.method, route).observe(elapsed)
+        # Unknown methods are one label: a client must not grow the metrics without bound.
+        method = request.method if request.method in KNOWN_METHODS else "OTHER"
+        request.app[METRICS].observe_request(method, route, status, elapsed)
         if request.app[CONFIG].log.access:
-            log.info("request", method=request.method, route=route, status=status,
+            log.info("request", method=method, route=route, status=status,
                      ms=round(elapsed * 1000, 2))
 
 

@@ -11,6 +11,7 @@ DELIVERY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5, 30, 120, 600
 class Metrics:
     def __init__(self) -> None:
         self.registry = r = CollectorRegistry()
+        self._http_children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
         self.requests = Counter("gateway_http_requests_total", "HTTP requests answered.",
                                 ["method", "route", "status"], registry=r)
         self.request_seconds = Histogram("gateway_http_request_duration_seconds",
@@ -31,6 +32,18 @@ class Metrics:
         self.hooks_changed = Counter("gateway_hooks_status_changes_total",
                                      "Hooks the gateway disabled or removed.", ["status"],
                                      registry=r)
+
+    def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
+        # labels() hashes and takes a lock per call; on the request path the children are kept.
+        key = (method, route, status)
+        pair = self._http_children.get(key)
+        if pair is None:
+            pair = self._http_children[key] = (
+                self.requests.labels(method, route, str(status)),
+                self.request_seconds.labels(method, route),
+            )
+        pair[0].inc()
+        pair[1].observe(seconds)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
