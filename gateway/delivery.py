@@ -16,7 +16,7 @@ from gateway.dispatch import Dispatcher
 from gateway.logs import get_logger
 from gateway.metrics import Metrics
 from gateway.models import DeliveryStatus, DueDelivery, HookStatus
-from gateway.storage import AttemptResult, Storage
+from gateway.storage import AttemptResult, Claim, Storage
 
 log = get_logger("gateway.delivery")
 
@@ -154,6 +154,25 @@ class DeliveryEngine:
     def _claim_room(self) -> int:
         return self._claim_cap - len(self._claimed)
 
+    def _claim_spec(self, room: int, freed: Counter[str] | None = None) -> Claim:
+        """A snapshot of the room left, overall and per host; `freed` counts rows about to be
+        handed back by the same transaction."""
+        freed = freed or Counter()
+        held = {h: n - freed[h] for h, n in self._host_claimed.items()}
+        return Claim(
+            now=self._clock.now(), limit=room,
+            host_room={h: self._host_cap - n for h, n in held.items()},
+            default_room=self._host_cap,
+            full_hosts=tuple(h for h, n in held.items() if n >= self._host_cap),
+        )
+
+    def _accept(self, batch: list[DueDelivery]) -> None:
+        for d in batch:
+            self._claimed[d.id] = d
+            self._host_claimed[d.host] += 1
+            self._queues.setdefault(d.host, deque()).append(d)
+            self._pump(d.host)
+
     async def _fill(self) -> int:
         """Claim due rows while there is room; returns how many were claimed."""
         total = 0
@@ -161,14 +180,8 @@ class DeliveryEngine:
             room = min(self._claim_room(), self._cfg.claim_batch_size)
             if room <= 0:
                 break
-            full = [h for h, n in self._host_claimed.items() if n >= self._host_cap]
-            batch = await self._storage.claim_due(
-                self._clock.now(), room, lambda h: self._host_cap - self._host_claimed[h], full)
-            for d in batch:
-                self._claimed[d.id] = d
-                self._host_claimed[d.host] += 1
-                self._queues.setdefault(d.host, deque()).append(d)
-                self._pump(d.host)
+            batch = await self._storage.claim_due(self._claim_spec(room))
+            self._accept(batch)
             total += len(batch)
             if not batch:
                 break
@@ -301,11 +314,20 @@ class DeliveryEngine:
             batch = self._results
             self._results = []
             self._recording = True
+            # The rows of this batch are handed back in the same transaction, so the room
+            # they leave can be claimed again at once.
+            freed = Counter(self._claimed[r.delivery_id].host for r in batch
+                            if r.delivery_id in self._claimed)
+            room = min(self._claim_room() + sum(freed.values()), self._cfg.claim_batch_size)
+            claim = None
+            if not self._stopping and room > 0 and (room >= self._min_claim or not self._queues):
+                claim = self._claim_spec(room, freed)
             try:
                 summary = await self._storage.record_attempts(
                     batch, self._clock.now(),
                     disable_after_failures=self._cfg.disable_after_failures,
-                    disable_after_seconds=self._cfg.disable_after_seconds)
+                    disable_after_seconds=self._cfg.disable_after_seconds,
+                    then_claim=claim)
             except BaseException:
                 self._results = batch + self._results
                 raise
@@ -315,6 +337,12 @@ class DeliveryEngine:
                 self._unclaim(r.delivery_id)
                 if r.gone:
                     self._gone.discard(r.hook_id)
+            if self._stopping:
+                # Claimed while the loop was stopping: never started, handed back below.
+                for d in summary.claimed:
+                    self._claimed[d.id] = d
+            else:
+                self._accept(summary.claimed)
             for status, n in summary.final.items():
                 self._metrics.final.labels(status).inc(n)
             for hook_id in (*summary.disabled_hooks, *summary.removed_hooks):

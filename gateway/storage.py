@@ -89,8 +89,21 @@ class AttemptResult:
     gone: bool  # the target answered 410: unsubscribe the hook
 
 
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """What the delivery loop asks for: up to `limit` rows due by `now`; for each callback host
+    at most host_room[host] (default_room for a host not listed); none for full_hosts."""
+
+    now: float
+    limit: int
+    host_room: dict[str, int]
+    default_room: int
+    full_hosts: tuple[str, ...]
+
+
 @dataclass(slots=True)
 class RecordSummary:
+    claimed: list[DueDelivery] = field(default_factory=list)
     disabled_hooks: list[str] = field(default_factory=list)
     removed_hooks: list[str] = field(default_factory=list)
     final: dict[str, int] = field(default_factory=dict)  # final status → count
@@ -607,41 +620,40 @@ class Storage:
         if ids:
             await self._tx(lambda c: c.executemany(Q["claims_release"], [(i,) for i in ids]), relaxed=True)
 
-    async def claim_due(self, now: float, limit: int, host_room: Callable[[str], int],
-                        full_hosts: Iterable[str]) -> list[DueDelivery]:
-        """Claim up to `limit` due deliveries, at most host_room(host) for each callback host."""
-        full = orjson.dumps(sorted(full_hosts)).decode()
-
-        def tx(c: sqlite3.Connection) -> list[DueDelivery]:
-            rows = c.execute(Q["claim_candidates"], (now, full, limit * 2)).fetchall()
-            taken: list[DueDelivery] = []
-            room: dict[str, int] = {}
-            for r in rows:
-                host = r[9]
-                left = room.get(host)
-                if left is None:
-                    left = host_room(host)
-                if left <= 0:
-                    room[host] = 0
-                    continue
-                room[host] = left - 1
-                secrets = [r[12]]
-                if r[13] and r[14] and now < r[14]:
-                    secrets.append(r[13])
-                taken.append(DueDelivery(
-                    id=r[0], event_id=r[1], hook_id=r[2], account=r[3], topic=r[4],
-                    sequence=r[5], attempts=r[6], manual=bool(r[7]), target_url=r[8], host=host,
-                    payload=PayloadMode(r[10]), headers=orjson.loads(r[11]),
-                    secrets=tuple(secrets), data_json=bytes(r[15]), resource_url=r[16],
-                    event_created_at=r[17],
-                ))
-                if len(taken) >= limit:
-                    break
-            c.executemany(Q["claim_mark"], [(d.id,) for d in taken])
-            return taken
-
+    def _claim_tx(self, c: sqlite3.Connection, claim: Claim) -> list[DueDelivery]:
+        full = orjson.dumps(sorted(claim.full_hosts)).decode()
+        now, limit = claim.now, claim.limit
+        rows = c.execute(Q["claim_candidates"], (now, full, limit * 2)).fetchall()
+        taken: list[DueDelivery] = []
+        room: dict[str, int] = {}
+        for r in rows:
+            host = r[9]
+            left = room.get(host)
+            if left is None:
+                left = claim.host_room.get(host, claim.default_room)
+            if left <= 0:
+                room[host] = 0
+                continue
+            room[host] = left - 1
+            secrets = [r[12]]
+            if r[13] and r[14] and now < r[14]:
+                secrets.append(r[13])
+            taken.append(DueDelivery(
+                id=r[0], event_id=r[1], hook_id=r[2], account=r[3], topic=r[4],
+                sequence=r[5], attempts=r[6], manual=bool(r[7]), target_url=r[8], host=host,
+                payload=PayloadMode(r[10]), headers=orjson.loads(r[11]),
+                secrets=tuple(secrets), data_json=bytes(r[15]), resource_url=r[16],
+                event_created_at=r[17],
+            ))
+            if len(taken) >= limit:
+                break
+        c.executemany(Q["claim_mark"], [(d.id,) for d in taken])
         self.claim_transactions += 1
-        return await self._tx(tx, relaxed=True)
+        return taken
+
+    async def claim_due(self, claim: Claim) -> list[DueDelivery]:
+        """Claim up to claim.limit due deliveries, at most the room left for each host."""
+        return await self._tx(lambda c: self._claim_tx(c, claim), relaxed=True)
 
     async def next_due_at(self, after: float) -> float | None:
         """When the next unclaimed row falls due, strictly after `after`."""
@@ -653,9 +665,11 @@ class Storage:
         return int(rows[0][0])
 
     async def record_attempts(self, results: Sequence[AttemptResult], now: float, *,
-                              disable_after_failures: int,
-                              disable_after_seconds: float) -> RecordSummary:
-        """Append attempts, move each delivery on, and keep each hook's failure streak."""
+                              disable_after_failures: int, disable_after_seconds: float,
+                              then_claim: Claim | None = None) -> RecordSummary:
+        """Append attempts, move each delivery on, and keep each hook's failure streak; then,
+        in the same transaction, claim the next rows (one commit and one thread hop where a
+        busy loop would otherwise spend two)."""
         summary = RecordSummary()
 
         def tx(c: sqlite3.Connection) -> None:
@@ -706,5 +720,10 @@ class Storage:
                     summary.disabled_hooks.append(hook_id)
                     self._forget_hooks(st["account"])
 
-        await self._tx(tx, relaxed=True)
+        def record_then_claim(c: sqlite3.Connection) -> None:
+            tx(c)
+            if then_claim is not None:
+                summary.claimed = self._claim_tx(c, then_claim)
+
+        await self._tx(record_then_claim, relaxed=True)
         return summary
