@@ -6,9 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import Counter, deque
-
-from prometheus_client import Counter as Counter_
-from prometheus_client import Gauge
+from collections.abc import Mapping
 
 from gateway.clock import Clock
 from gateway.config import DeliveryConfig
@@ -37,8 +35,8 @@ class DeliveryEngine:
         self._host_cap = cfg.max_in_flight_per_host * PREFETCH
         self._claim_cap = cfg.max_in_flight * PREFETCH
         self._min_claim = max(1, min(cfg.claim_batch_size, self._claim_cap // 4))
-        self._gauges: dict[str, Gauge] = {}
-        self._counters: dict[str, Counter_] = {}
+        self._attempt_counts: Counter[str] = Counter()
+        metrics.watch_engine(self)
         self._wake = asyncio.Event()
         self._progress = asyncio.Event()
         self._record_wake = asyncio.Event()
@@ -190,37 +188,55 @@ class DeliveryEngine:
     # -- running attempts ----------------------------------------------------------------------
 
     def _pump(self, host: str) -> None:
+        """Start workers for a host while it has queued rows and both bounds allow."""
         q = self._queues.get(host)
-        while (q and self._host_running[host] < self._cfg.max_in_flight_per_host
+        while (q and self._host_running[host] < min(len(q), self._cfg.max_in_flight_per_host)
                and self._running < self._cfg.max_in_flight and not self._stopping):
-            d = q.popleft()
             self._running += 1
             self._host_running[host] += 1
-            self._in_flight_gauge(host).inc()
-            task = asyncio.create_task(self._attempt(d))
+            task = asyncio.create_task(self._worker(host))
             self._attempts.add(task)
             task.add_done_callback(self._attempts.discard)
-        if q is not None and not q:
-            del self._queues[host]
+
+    async def _worker(self, host: str) -> None:
+        """One slot of a host: attempts its queued rows one after another. A worker per slot
+        rather than a task per attempt, which would cost a task and its callbacks each time."""
+        try:
+            while not self._stopping:
+                q = self._queues.get(host)
+                if not q:
+                    break
+                d = q.popleft()
+                if not q:
+                    del self._queues[host]
+                await self._attempt(d)
+                if self._running >= self._cfg.max_in_flight and len(self._queues) > 1:
+                    # Every slot is taken and other hosts wait: pass this one on, so a host
+                    # with a deep queue cannot keep the global slots to itself.
+                    break
+        finally:
+            self._running -= 1
+            self._host_running[host] -= 1
+            if not self._host_running[host]:
+                del self._host_running[host]
+            if not self._stopping:
+                for other in list(self._queues):
+                    if self._running >= self._cfg.max_in_flight:
+                        break
+                    if other != host:
+                        self._pump(other)
+                self._pump(host)
 
     async def _attempt(self, d: DueDelivery) -> None:
+        result: AttemptResult | None = None
         try:
-            if d.hook_id in self._gone:
-                # The hook answered 410 while this waited for a slot; recording that fails it.
-                result = None
-            else:
+            if d.hook_id not in self._gone:
+                # (A hook that answered 410 while this waited: recording that fails the row.)
                 result, resp = await self._dispatcher.attempt(d)
         except asyncio.CancelledError:
             raise
         except Exception:
             log.exception("attempt_crashed", delivery_id=d.id)
-            result = None
-        finally:
-            self._running -= 1
-            self._host_running[d.host] -= 1
-            if not self._host_running[d.host]:
-                del self._host_running[d.host]
-            self._in_flight_gauge(d.host).dec()
         if result is None:
             # Not sent, or a bug in an attempt, which must not wedge the row: hand it back.
             self._unclaim(d.id)
@@ -228,7 +244,7 @@ class DeliveryEngine:
         else:
             outcome = result.status.value if result.status is not DeliveryStatus.PENDING \
                 else "retry"
-            self._attempt_counter(outcome).inc()
+            self._attempt_counts[outcome] += 1
             if resp.error is not None:
                 log.info("attempt_error", delivery_id=d.id, hook_id=d.hook_id,
                          error=resp.error, detail=resp.detail)
@@ -238,10 +254,6 @@ class DeliveryEngine:
             self._record_wake.set()
             if result.status is DeliveryStatus.DELIVERED:
                 self._metrics.latency.observe(max(0.0, result.attempt.at - d.event_created_at))
-        self._pump(d.host)
-        if self._running < self._cfg.max_in_flight:
-            for host in list(self._queues):
-                self._pump(host)
         self._wake.set()
         self._progress.set()
 
@@ -267,18 +279,13 @@ class DeliveryEngine:
             task.add_done_callback(self._attempts.discard)
         self._wake.set()
 
-    def _in_flight_gauge(self, host: str) -> Gauge:
-        # labels() hashes and locks on every call; the children are kept instead.
-        g = self._gauges.get(host)
-        if g is None:
-            g = self._gauges[host] = self._metrics.in_flight.labels(host)
-        return g
+    @property
+    def attempt_counts(self) -> Mapping[str, int]:
+        return self._attempt_counts
 
-    def _attempt_counter(self, outcome: str) -> Counter_:
-        c = self._counters.get(outcome)
-        if c is None:
-            c = self._counters[outcome] = self._metrics.attempts.labels(outcome)
-        return c
+    @property
+    def in_flight_by_host(self) -> Mapping[str, int]:
+        return self._host_running
 
     def _unclaim(self, delivery_id: str) -> None:
         d = self._claimed.pop(delivery_id, None)

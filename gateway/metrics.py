@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
+from typing import Protocol
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 DELIVERY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5, 30, 120, 600, 3600, 86400)
@@ -18,12 +23,8 @@ class Metrics:
                                          "HTTP request latency.", ["method", "route"],
                                          buckets=LATENCY_BUCKETS, registry=r)
         self.events = Counter("gateway_events_published_total", "Events accepted.", registry=r)
-        self.attempts = Counter("gateway_delivery_attempts_total", "Delivery attempts by outcome.",
-                                ["outcome"], registry=r)
         self.final = Counter("gateway_deliveries_total", "Deliveries that reached a final status.",
                              ["status"], registry=r)
-        self.in_flight = Gauge("gateway_delivery_in_flight", "Attempts in flight per callback host.",
-                               ["host"], registry=r)
         self.backlog = Gauge("gateway_delivery_due_backlog",
                              "Deliveries due now and not yet claimed.", registry=r)
         self.latency = Histogram("gateway_publish_to_delivered_seconds",
@@ -45,5 +46,35 @@ class Metrics:
         pair[0].inc()
         pair[1].observe(seconds)
 
+    def watch_engine(self, source: EngineCounts) -> None:
+        """Per-attempt figures live as plain numbers in the delivery engine and are read at
+        scrape time: a Prometheus counter takes a lock per increment, several per delivery."""
+        self.registry.register(_EngineCollector(source))
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class EngineCounts(Protocol):
+    @property
+    def attempt_counts(self) -> Mapping[str, int]: ...
+
+    @property
+    def in_flight_by_host(self) -> Mapping[str, int]: ...
+
+
+class _EngineCollector(Collector):
+    def __init__(self, source: EngineCounts) -> None:
+        self._source = source
+
+    def collect(self) -> Iterator[Metric]:
+        attempts = CounterMetricFamily("gateway_delivery_attempts", "Delivery attempts by outcome.",
+                                       labels=["outcome"])
+        for outcome, n in sorted(self._source.attempt_counts.items()):
+            attempts.add_metric([outcome], n)
+        yield attempts
+        in_flight = GaugeMetricFamily("gateway_delivery_in_flight",
+                                      "Attempts in flight per callback host.", labels=["host"])
+        for host, n in sorted(self._source.in_flight_by_host.items()):
+            in_flight.add_metric([host], n)
+        yield in_flight

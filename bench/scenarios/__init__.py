@@ -1,0 +1,1 @@
+"""One module per scenario: run(opts) -> list[Measure] for one repetition, and TARGETS."""
