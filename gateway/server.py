@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 
 from aiohttp import web
 
@@ -15,10 +16,12 @@ from gateway.logs import configure, get_logger
 
 def _loop_factory() -> asyncio.AbstractEventLoop:
     try:
-        import uvloop
+        # Imported by name: uvloop is optional (the `fast` extra), so mypy may not see it.
+        uvloop = importlib.import_module("uvloop")
     except ImportError:
         return asyncio.new_event_loop()
-    return uvloop.new_event_loop()
+    loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
+    return loop
 
 
 def serve(cfg: Config) -> None:
