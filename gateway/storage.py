@@ -352,9 +352,6 @@ class Storage:
                 return _key_from_row(row)
         return None
 
-    async def ensure_account(self, name: str, now: float) -> None:
-        await self._tx(lambda c: c.execute(Q["account_ensure"], (name, now)))
-
     # -- topics --------------------------------------------------------------------------------
 
     async def put_topics(self, topics: Iterable[tuple[str, str]], now: float) -> list[bool]:
