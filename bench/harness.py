@@ -295,6 +295,17 @@ class Gateway:
         assert self.proc is not None
         return self.proc.pid
 
+    async def __aenter__(self) -> Gateway:
+        await self.start()
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: object) -> None:
+        # A failed run shows the end of the gateway's log; every run removes its process and dir.
+        if exc_type is not None and issubclass(exc_type, Exception):
+            print(self.tail())
+        self.cleanup()
+
     def tail(self, n: int = 30) -> str:
         with contextlib.suppress(OSError):
             return "\n".join(self.log.read_text(errors="replace").splitlines()[-n:])

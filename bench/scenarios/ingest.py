@@ -70,9 +70,7 @@ async def bare(bodies: dict[str, Path], seconds: float, tool: str) -> dict[str, 
 
 async def gateway(body: Path, seconds: float, tool: str, active: bool, label: str,
                   recv: Any) -> tuple[dict[str, Any], dict[str, Any]]:
-    g = Gateway()
-    try:
-        await g.start()
+    async with Gateway() as g:
         async with g.api() as api:
             hook = await api.create_hook(recv.url("0"), ["bench.a"])
             if not active:
@@ -84,11 +82,6 @@ async def gateway(body: Path, seconds: float, tool: str, active: bool, label: st
         finally:
             prof.stop()
         return res, await recv.stats()
-    except Exception:
-        print(g.tail())
-        raise
-    finally:
-        g.cleanup()
 
 
 async def run(opts: Any) -> list[Measure]:

@@ -30,9 +30,7 @@ DELIVERY = {"timeout_seconds": 2, "max_in_flight": 64, "max_in_flight_per_host":
 
 
 async def once(n: int, healthy: Any, dead: Any, with_dead: bool) -> float:
-    g = Gateway(delivery=DELIVERY, topics=("bench.a", "bench.b"))
-    try:
-        await g.start()
+    async with Gateway(delivery=DELIVERY, topics=("bench.a", "bench.b")) as g:
         async with g.api() as api:
             ok_hook = await api.create_hook(healthy.url("ok"), ["bench.a"])
             dead_hook = await api.create_hook(dead.url("dead"), ["bench.b"])
@@ -55,11 +53,6 @@ async def once(n: int, healthy: Any, dead: Any, with_dead: bool) -> float:
             if with_dead and (await dead.stats())["attempts"] == 0:
                 raise RuntimeError("the dead host was never tried")
         return n / (st["target_at"] - t0)
-    except Exception:
-        print(g.tail())
-        raise
-    finally:
-        g.cleanup()
 
 
 async def run(opts: Any) -> list[Measure]:

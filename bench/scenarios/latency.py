@@ -35,17 +35,10 @@ async def run(opts: Any) -> list[Measure]:
     seconds = 5.0 if opts.quick else 20.0
     async with receivers({"latency": True}) as (recv,):
         direct, _ = await drive(recv.url("direct"), "", seconds, recv)
-        g = Gateway()
-        try:
-            await g.start()
+        async with Gateway() as g:
             async with g.api() as api:
                 await api.create_hook(recv.url("0"), ["bench.a"])
             lat, pub = await drive(f"{g.base}/v1/events", g.publisher_key, seconds, recv)
-        except Exception:
-            print(g.tail())
-            raise
-        finally:
-            g.cleanup()
     m = Measure(LABEL, "ms p50", percentile(lat, 50), percentile(direct, 50), {
         "p95_ms": percentile(lat, 95), "p99_ms": percentile(lat, 99), "max_ms": max(lat),
         "direct_p99_ms": percentile(direct, 99), "publish_p50_ms": pub["p50_ms"],

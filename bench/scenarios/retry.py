@@ -24,9 +24,7 @@ DELIVERY = {"retry_schedule_seconds": [0.05, 0.1, 0.2, 0.4], "max_in_flight": 64
 
 
 async def once(n: int, recv: Any) -> dict[str, float]:
-    g = Gateway(delivery=DELIVERY)
-    try:
-        await g.start()
+    async with Gateway(delivery=DELIVERY) as g:
         async with g.api() as api:
             hook = await api.create_hook(recv.url("0"), ["bench.a"])
             await api.set_status(hook, "paused")
@@ -47,11 +45,6 @@ async def once(n: int, recv: Any) -> dict[str, float]:
         return {"rate": delivered / elapsed, "delivered": delivered, "failed": failed,
                 "stuck": n - delivered - failed, "pending": pending, "attempts": st["attempts"],
                 "receiver_mismatch": st["unique_ok"] - delivered, "seconds": elapsed}
-    except Exception:
-        print(g.tail())
-        raise
-    finally:
-        g.cleanup()
 
 
 async def run(opts: Any) -> list[Measure]:
