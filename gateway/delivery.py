@@ -14,13 +14,23 @@ from gateway.dispatch import Dispatcher
 from gateway.logs import get_logger
 from gateway.metrics import Metrics
 from gateway.models import DeliveryStatus, DueDelivery, HookStatus
-from gateway.storage import AttemptResult, Claim, Storage
+from gateway.storage import AttemptResult, Claim, Claimed, Storage
 
 log = get_logger("gateway.delivery")
 
 # Rows claimed ahead of free slots, per host and overall: the next attempt to a host starts the
 # moment one ends, without a round trip to the database in between.
 PREFETCH = 2
+# A host that answers fast earns more rows ahead: what it finished in the last RATE_WINDOW
+# seconds, scaled to LOOKAHEAD seconds of work. A host that answers slowly or not at all keeps
+# PREFETCH x its slots, so it cannot hold rows that healthy hosts could be sending.
+RATE_WINDOW = 0.5
+LOOKAHEAD = 0.2
+# Finished attempts are recorded in batches: the recorder waits up to RECORD_WINDOW seconds for
+# RECORD_BATCH of them while attempts are in flight, since each commit has a fixed cost (WAL
+# frames for every page it touched) that a batch of one pays in full.
+RECORD_BATCH = 32
+RECORD_WINDOW = 0.002
 PURGE_EVERY = 3600.0
 
 
@@ -32,17 +42,31 @@ class DeliveryEngine:
         self._cfg = cfg
         self._metrics = metrics
         self._clock = clock
-        self._host_cap = cfg.max_in_flight_per_host * PREFETCH
-        self._claim_cap = cfg.max_in_flight * PREFETCH
+        self._base_host_cap = cfg.max_in_flight_per_host * PREFETCH
+        self._claim_cap = max(cfg.max_in_flight * PREFETCH, cfg.claim_batch_size)
         self._min_claim = max(1, min(cfg.claim_batch_size, self._claim_cap // 4))
         self._attempt_counts: Counter[str] = Counter()
         metrics.watch_engine(self)
         self._wake = asyncio.Event()
         self._progress = asyncio.Event()
         self._record_wake = asyncio.Event()
+        self._record_full = asyncio.Event()
         self._queues: dict[str, deque[DueDelivery]] = {}
+        # Every row this process holds claimed in the database, until its attempt is recorded
+        # or it is handed back.
         self._claimed: dict[str, DueDelivery] = {}
-        self._host_claimed: Counter[str] = Counter()
+        # Of those, the rows not attempted yet (queued or in flight), per host: what the claim
+        # bounds count. A finished row waiting to be recorded no longer takes room.
+        self._unfinished: Counter[str] = Counter()
+        self._unfinished_total = 0
+        # host → (window start, finished in this window, finished in the previous one)
+        self._host_rate: dict[str, tuple[float, int, int]] = {}
+        # Set when a claim saw every due row: the hosts that held rows then (any of them may
+        # have been at its bound). Until one has room again, or something new may be due (a
+        # wake, a retry, an ordered hook moving on, a timer), another claim would only scan
+        # the rows of full hosts again.
+        self._dry: frozenset[str] | None = None
+        self._next_due: tuple[float | None] | None = None  # when dry: (next row due), once read
         self._host_running: Counter[str] = Counter()
         self._running = 0
         self._attempts: set[asyncio.Task[None]] = set()
@@ -63,6 +87,7 @@ class DeliveryEngine:
 
     def wake(self) -> None:
         """New work may be due (a publish, a retry, a resumed hook)."""
+        self._dry = None
         self._wake.set()
 
     async def start(self, *, background: bool = True) -> None:
@@ -125,51 +150,114 @@ class DeliveryEngine:
                     # Idempotency keys outlive their window only until the next sweep.
                     self._purged_at = now
                     await self._storage.purge_idempotency(now)
-                if self._worth_claiming() and not await self._fill():
-                    # Nothing claimable now: sleep until the next row falls due. A row already
+                if self._worth_claiming():
+                    await self._fill()
+                if self._dry is not None:
+                    # Every due row was seen: sleep until the next one falls due. A row already
                     # due yet not taken waits on a bound (a full host, an ordered hook's
-                    # earlier event) that only a wake-up frees, so it does not count.
-                    due = await self._storage.next_due_at(now)
+                    # earlier event) that a wake-up frees, so it does not count.
+                    if self._next_due is None:
+                        self._next_due = (await self._storage.next_due_at(now),)
+                    due = self._next_due[0]
                     if due is not None:
-                        timeout = min(timeout, max(0.0, due - self._clock.now()))
+                        wait = due - self._clock.now()
+                        if wait <= 0:
+                            self._dry = None  # that row has fallen due meanwhile
+                        timeout = min(timeout, max(0.0, wait))
             except Exception:
                 log.exception("claim_failed")
             if timeout > 0:
-                with contextlib.suppress(TimeoutError):
+                try:
                     async with asyncio.timeout(timeout):
                         await self._wake.wait()
+                except TimeoutError:
+                    self._dry = None  # a retry may have fallen due
+            else:
+                await asyncio.sleep(0)  # never a turn of this loop without yielding
+
+    def _wanted(self) -> int:
+        """How many rows to claim now, or 0. Claim when the prefetched rows run dry, or when
+        enough room has opened to make a batch (one claim per finished attempt would cost a
+        transaction per delivery), and not while the last claim saw every due row and no host
+        it left at its bound has freed half its room."""
+        room = min(self._claim_room(), self._cfg.claim_batch_size)
+        if room <= 0 or (self._queues and room < self._min_claim):
+            return 0
+        if self._dry is not None:
+            now = self._clock.now()
+            if not any(self._host_room(h, now) >= max(1, min(self._min_claim, cap // 2))
+                       for h in self._dry if (cap := self._host_cap(h, now))):
+                return 0
+        return room
 
     def _worth_claiming(self) -> bool:
-        """Claim when the prefetched rows run dry, or when enough room has opened to make a
-        batch: one claim per finished attempt would cost a transaction per delivery."""
-        room = self._claim_room()
-        if room <= 0:
-            return False
-        if not self._queues:
-            return True
-        return room >= self._min_claim
+        return self._wanted() > 0
+
+    def _is_ordered(self, delivery_id: str) -> bool:
+        d = self._claimed.get(delivery_id)
+        return d is not None and d.ordered
+
+    def _host_room(self, host: str, now: float) -> int:
+        return self._host_cap(host, now) - self._unfinished.get(host, 0)
+
+    def _claimed_rows(self, claimed: Claimed, spec: Claim) -> None:
+        self._accept(claimed.rows)
+        # The hosts that may have held rows back: full when the claim was made, or holding
+        # rows now (a host's room can run out part-way through a claim).
+        self._dry = frozenset((*spec.full_hosts, *self._unfinished)) if claimed.exhausted else None
+        self._next_due = None
 
     def _claim_room(self) -> int:
-        return self._claim_cap - len(self._claimed)
+        return self._claim_cap - self._unfinished_total
 
-    def _claim_spec(self, room: int, freed: Counter[str] | None = None) -> Claim:
-        """A snapshot of the room left, overall and per host; `freed` counts rows about to be
-        handed back by the same transaction."""
-        freed = freed or Counter()
-        held = {h: n - freed[h] for h, n in self._host_claimed.items()}
+    def _host_cap(self, host: str, now: float) -> int:
+        rate = self._host_rate.get(host)
+        if rate is None:
+            return self._base_host_cap
+        start, _, previous = rate
+        if now - start >= 2 * RATE_WINDOW:
+            previous = 0  # nothing finished for a whole window: the earned rows are gone
+        earned = int(previous * (LOOKAHEAD / RATE_WINDOW))
+        return max(self._base_host_cap, min(self._claim_cap, earned))
+
+    def _note_finished(self, host: str) -> None:
+        now = self._clock.now()
+        start, current, previous = self._host_rate.get(host, (now, 0, 0))
+        if now - start >= RATE_WINDOW:
+            previous = current if now - start < 2 * RATE_WINDOW else 0
+            start, current = now, 0
+        self._host_rate[host] = (start, current + 1, previous)
+        if len(self._host_rate) > 1000:
+            # Many hosts once: forget the idle ones rather than grow without bound.
+            self._host_rate = {h: r for h, r in self._host_rate.items() if h in self._unfinished}
+
+    def _claim_spec(self, room: int) -> Claim:
+        """A snapshot of the room left, overall and per host."""
+        now = self._clock.now()
+        host_room = {h: cap for h in self._host_rate
+                     if (cap := self._host_cap(h, now)) != self._base_host_cap}
+        for h, n in self._unfinished.items():
+            host_room[h] = host_room.get(h, self._base_host_cap) - n
         return Claim(
-            now=self._clock.now(), limit=room,
-            host_room={h: self._host_cap - n for h, n in held.items()},
-            default_room=self._host_cap,
-            full_hosts=tuple(h for h, n in held.items() if n >= self._host_cap),
+            now=now, limit=room, host_room=host_room, default_room=self._base_host_cap,
+            full_hosts=tuple(h for h, n in host_room.items() if n <= 0),
         )
 
     def _accept(self, batch: list[DueDelivery]) -> None:
         for d in batch:
             self._claimed[d.id] = d
-            self._host_claimed[d.host] += 1
+            self._unfinished[d.host] += 1
+            self._unfinished_total += 1
             self._queues.setdefault(d.host, deque()).append(d)
             self._pump(d.host)
+
+    def _finished(self, d: DueDelivery) -> None:
+        """The row is out of the queue and not in flight: it no longer counts against the
+        claim bounds (it stays claimed until recorded or handed back)."""
+        self._unfinished_total -= 1
+        self._unfinished[d.host] -= 1
+        if self._unfinished[d.host] <= 0:
+            del self._unfinished[d.host]
 
     async def _fill(self) -> int:
         """Claim due rows while there is room; returns how many were claimed."""
@@ -178,10 +266,11 @@ class DeliveryEngine:
             room = min(self._claim_room(), self._cfg.claim_batch_size)
             if room <= 0:
                 break
-            batch = await self._storage.claim_due(self._claim_spec(room))
-            self._accept(batch)
-            total += len(batch)
-            if not batch:
+            spec = self._claim_spec(room)
+            claimed = await self._storage.claim_due(spec)
+            self._claimed_rows(claimed, spec)
+            total += len(claimed.rows)
+            if claimed.exhausted:
                 break
         return total
 
@@ -237,11 +326,14 @@ class DeliveryEngine:
             raise
         except Exception:
             log.exception("attempt_crashed", delivery_id=d.id)
+        self._finished(d)
         if result is None:
             # Not sent, or a bug in an attempt, which must not wedge the row: hand it back.
-            self._unclaim(d.id)
+            self._claimed.pop(d.id, None)
             await self._storage.release_claims([d.id])
+            self._dry = None
         else:
+            self._note_finished(d.host)
             outcome = result.status.value if result.status is not DeliveryStatus.PENDING \
                 else "retry"
             self._attempt_counts[outcome] += 1
@@ -252,6 +344,8 @@ class DeliveryEngine:
                 self._gone.add(d.hook_id)
             self._results.append(result)
             self._record_wake.set()
+            if len(self._results) >= RECORD_BATCH:
+                self._record_full.set()
             if result.status is DeliveryStatus.DELIVERED:
                 self._metrics.latency.observe(max(0.0, result.attempt.at - d.event_created_at))
         self._wake.set()
@@ -272,7 +366,10 @@ class DeliveryEngine:
                 else:
                     del self._queues[host]
         for delivery_id in dropped:
-            self._unclaim(delivery_id)
+            d = self._claimed.pop(delivery_id, None)
+            if d is not None:
+                self._finished(d)
+        self._dry = None
         if dropped:
             task = asyncio.create_task(self._storage.release_claims(dropped))
             self._attempts.add(task)
@@ -287,20 +384,18 @@ class DeliveryEngine:
     def in_flight_by_host(self) -> Mapping[str, int]:
         return self._host_running
 
-    def _unclaim(self, delivery_id: str) -> None:
-        d = self._claimed.pop(delivery_id, None)
-        if d is not None:
-            self._host_claimed[d.host] -= 1
-            if self._host_claimed[d.host] <= 0:
-                del self._host_claimed[d.host]
-
     # -- recording -----------------------------------------------------------------------------
 
     async def _recorder(self) -> None:
         failures = 0
         while True:
             await self._record_wake.wait()
+            if len(self._results) < RECORD_BATCH and self._running and not self._recorder_done:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(RECORD_WINDOW):
+                        await self._record_full.wait()
             self._record_wake.clear()
+            self._record_full.clear()
             try:
                 await self._flush_results()
                 failures = 0
@@ -321,14 +416,13 @@ class DeliveryEngine:
             batch = self._results
             self._results = []
             self._recording = True
-            # The rows of this batch are handed back in the same transaction, so the room
-            # they leave can be claimed again at once.
-            freed = Counter(self._claimed[r.delivery_id].host for r in batch
-                            if r.delivery_id in self._claimed)
-            room = min(self._claim_room() + sum(freed.values()), self._cfg.claim_batch_size)
-            claim = None
-            if not self._stopping and room > 0 and (room >= self._min_claim or not self._queues):
-                claim = self._claim_spec(room, freed)
+            # A retry, or an ordered hook's row recorded, may leave a row due for the claim.
+            if any(r.status is DeliveryStatus.PENDING or self._is_ordered(r.delivery_id)
+                   for r in batch):
+                self._dry = None
+            # Claiming in the same transaction saves a commit and a thread hop.
+            room = 0 if self._stopping else self._wanted()
+            claim = self._claim_spec(room) if room else None
             try:
                 summary = await self._storage.record_attempts(
                     batch, self._clock.now(),
@@ -341,15 +435,18 @@ class DeliveryEngine:
             finally:
                 self._recording = False
             for r in batch:
-                self._unclaim(r.delivery_id)
+                self._claimed.pop(r.delivery_id, None)
                 if r.gone:
                     self._gone.discard(r.hook_id)
-            if self._stopping:
+            if summary.claimed is None:
+                pass
+            elif self._stopping:
                 # Claimed while the loop was stopping: never started, handed back below.
-                for d in summary.claimed:
+                for d in summary.claimed.rows:
                     self._claimed[d.id] = d
             else:
-                self._accept(summary.claimed)
+                assert claim is not None
+                self._claimed_rows(summary.claimed, claim)
             for status, n in summary.final.items():
                 self._metrics.final.labels(status).inc(n)
             for hook_id in (*summary.disabled_hooks, *summary.removed_hooks):

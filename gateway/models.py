@@ -257,3 +257,4 @@ class DueDelivery:
     data_json: bytes
     resource_url: str | None
     event_created_at: float
+    ordered: bool = False  # recording it may make the hook's next row claimable

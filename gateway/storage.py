@@ -101,9 +101,18 @@ class Claim:
     full_hosts: tuple[str, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    """Rows claimed; `exhausted`: every due row was seen, so whatever was left behind waits on a
+    full host (or an ordered hook's earlier row) and claiming again before one frees is wasted."""
+
+    rows: list[DueDelivery]
+    exhausted: bool
+
+
 @dataclass(slots=True)
 class RecordSummary:
-    claimed: list[DueDelivery] = field(default_factory=list)
+    claimed: Claimed | None = None
     disabled_hooks: list[str] = field(default_factory=list)
     removed_hooks: list[str] = field(default_factory=list)
     final: dict[str, int] = field(default_factory=dict)  # final status → count
@@ -617,13 +626,13 @@ class Storage:
         if ids:
             await self._tx(lambda c: c.executemany(Q["claims_release"], [(i,) for i in ids]), relaxed=True)
 
-    def _claim_tx(self, c: sqlite3.Connection, claim: Claim) -> list[DueDelivery]:
+    def _claim_tx(self, c: sqlite3.Connection, claim: Claim) -> Claimed:
         full = orjson.dumps(sorted(claim.full_hosts)).decode()
         now, limit = claim.now, claim.limit
-        rows = c.execute(Q["claim_candidates"], (now, full, limit * 2)).fetchall()
+        count, packed = c.execute(Q["claim_candidates"], (now, full, limit * 2)).fetchone()
         taken: list[DueDelivery] = []
         room: dict[str, int] = {}
-        for r in rows:
+        for r in orjson.loads(packed):
             host = r[9]
             left = room.get(host)
             if left is None:
@@ -632,23 +641,22 @@ class Storage:
                 room[host] = 0
                 continue
             room[host] = left - 1
-            secrets = [r[12]]
-            if r[13] and r[14] and now < r[14]:
-                secrets.append(r[13])
+            secrets = (r[12], r[13]) if r[13] and r[14] and now < r[14] else (r[12],)
             taken.append(DueDelivery(
                 id=r[0], event_id=r[1], hook_id=r[2], account=r[3], topic=r[4],
                 sequence=r[5], attempts=r[6], manual=bool(r[7]), target_url=r[8], host=host,
-                payload=PayloadMode(r[10]), headers=orjson.loads(r[11]),
-                secrets=tuple(secrets), data_json=bytes(r[15]), resource_url=r[16],
-                event_created_at=r[17],
+                payload=PayloadMode(r[10]), headers=r[11], secrets=secrets,
+                data_json=r[15].encode(), resource_url=r[16], event_created_at=r[17],
+                ordered=bool(r[18]),
             ))
             if len(taken) >= limit:
                 break
-        c.executemany(Q["claim_mark"], [(d.id,) for d in taken])
+        if taken:
+            c.execute(Q["claim_mark"], (orjson.dumps([d.id for d in taken]),))
         self.claim_transactions += 1
-        return taken
+        return Claimed(taken, exhausted=count < limit * 2)
 
-    async def claim_due(self, claim: Claim) -> list[DueDelivery]:
+    async def claim_due(self, claim: Claim) -> Claimed:
         """Claim up to claim.limit due deliveries, at most the room left for each host."""
         return await self._tx(lambda c: self._claim_tx(c, claim), relaxed=True)
 
@@ -670,15 +678,15 @@ class Storage:
         summary = RecordSummary()
 
         def tx(c: sqlite3.Connection) -> None:
-            c.executemany(Q["attempt_insert"], [
+            c.execute(Q["attempt_insert"], (orjson.dumps([
                 (r.delivery_id, r.attempt.at, r.attempt.status_code, r.attempt.error,
                  r.attempt.duration_ms, r.attempt.response_excerpt) for r in results
-            ])
-            c.executemany(Q["delivery_record"], [
-                (r.attempt.status_code, now,
+            ]),))
+            c.execute(Q["delivery_record"], (now, orjson.dumps([
+                (r.delivery_id, r.attempt.status_code,
                  r.next_attempt_at if r.next_attempt_at is not None else now,
-                 r.status.value, r.delivery_id) for r in results
-            ])
+                 r.status.value) for r in results
+            ])))
             for r in results:
                 if r.status is not DeliveryStatus.PENDING:
                     summary.final[r.status.value] = summary.final.get(r.status.value, 0) + 1

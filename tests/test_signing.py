@@ -95,3 +95,20 @@ def test_verify_rejects_empty_and_garbage_headers() -> None:
     ts = int(time.time())
     assert not verify(secret, MSG_ID, ts, BODY, "")
     assert not verify(secret, MSG_ID, ts, BODY, "v1,not-base64 garbage")
+
+
+@pytest.mark.parametrize("key_len", [1, 24, 32, 63, 64, 65, 200])
+@pytest.mark.parametrize("msg_len", [0, 55, 64, 300, 70000])
+def test_hmac_from_cached_pads_equals_the_standard_library(key_len: int, msg_len: int) -> None:
+    import base64
+    import hashlib
+    import hmac
+    import os
+
+    from gateway.signing import hmac_sha256
+
+    key, msg = os.urandom(key_len), os.urandom(msg_len)
+    secret = "whsec_" + base64.b64encode(key).decode()
+    assert hmac_sha256(secret, msg) == hmac.new(key, msg, hashlib.sha256).digest()
+    # The cached states are copied, never updated: a second signature is the same.
+    assert hmac_sha256(secret, msg) == hmac.new(key, msg, hashlib.sha256).digest()

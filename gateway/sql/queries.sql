@@ -71,7 +71,10 @@ UPDATE hooks SET old_secret = secret, old_secret_expires_at = ?, secret = ?, upd
 WHERE id = ? AND deleted_at IS NULL;
 
 -- name: hook_success
-UPDATE hooks SET consecutive_failures = 0, failing_since = NULL WHERE id = ?;
+-- Only a hook with a streak is written: most batches change nothing, and an unchanged row
+-- would still dirty its page in every commit.
+UPDATE hooks SET consecutive_failures = 0, failing_since = NULL
+WHERE id = ? AND (consecutive_failures != 0 OR failing_since IS NOT NULL);
 
 -- name: hook_failures
 UPDATE hooks SET consecutive_failures = ?, failing_since = ? WHERE id = ?;
@@ -139,25 +142,34 @@ WHERE id = ? AND status IN ('pending', 'failed');
 -- name: claim_candidates
 -- Due deliveries, oldest first, skipping hosts that are at their bound. An ordered hook offers
 -- only its lowest pending sequence, and nothing while one of its deliveries is claimed.
-SELECT d.id, d.event_id, d.hook_id, d.account, d.topic, d.sequence, d.attempts, d.manual,
-       h.target_url, h.host, h.payload, h.headers, h.secret, h.old_secret, h.old_secret_expires_at,
-       e.data, e.resource_url, e.created_at
-FROM deliveries d
-JOIN hooks h ON h.id = d.hook_id
-JOIN events e ON e.id = d.event_id
-WHERE d.status = 'pending' AND d.held = 0 AND d.claimed = 0 AND d.next_attempt_at <= ?
-  AND h.status = 'active' AND h.deleted_at IS NULL
-  AND h.host NOT IN (SELECT value FROM json_each(?))
-  AND (h.ordered = 0 OR (
-        d.sequence = (SELECT MIN(x.sequence) FROM deliveries x
-                      WHERE x.hook_id = d.hook_id AND x.status = 'pending')
-        AND NOT EXISTS (SELECT 1 FROM deliveries y
-                        WHERE y.hook_id = d.hook_id AND y.status = 'pending' AND y.claimed = 1)))
-ORDER BY d.next_attempt_at
-LIMIT ?;
+-- The candidates come back as one JSON array in one row: a statement step per row would hand
+-- the GIL between the database thread and the event loop once per row.
+SELECT count(*), json_group_array(json_array(
+         id, event_id, hook_id, account, topic, sequence, attempts, manual, target_url, host,
+         payload, json(headers), secret, old_secret, old_secret_expires_at, data, resource_url,
+         created_at, ordered))
+FROM (
+  SELECT d.id, d.event_id, d.hook_id, d.account, d.topic, d.sequence, d.attempts, d.manual,
+         h.target_url, h.host, h.payload, h.headers, h.secret, h.old_secret,
+         h.old_secret_expires_at, CAST(e.data AS TEXT) AS data, e.resource_url, e.created_at,
+         h.ordered
+  FROM deliveries d
+  JOIN hooks h ON h.id = d.hook_id
+  JOIN events e ON e.id = d.event_id
+  WHERE d.status = 'pending' AND d.held = 0 AND d.claimed = 0 AND d.next_attempt_at <= ?
+    AND h.status = 'active' AND h.deleted_at IS NULL
+    AND h.host NOT IN (SELECT value FROM json_each(?))
+    AND (h.ordered = 0 OR (
+          d.sequence = (SELECT MIN(x.sequence) FROM deliveries x
+                        WHERE x.hook_id = d.hook_id AND x.status = 'pending')
+          AND NOT EXISTS (SELECT 1 FROM deliveries y
+                          WHERE y.hook_id = d.hook_id AND y.status = 'pending' AND y.claimed = 1)))
+  ORDER BY d.next_attempt_at
+  LIMIT ?
+);
 
 -- name: claim_mark
-UPDATE deliveries SET claimed = 1 WHERE id = ?;
+UPDATE deliveries SET claimed = 1 WHERE id IN (SELECT value FROM json_each(?));
 
 -- name: claims_release
 UPDATE deliveries SET claimed = 0 WHERE id = ?;
@@ -177,13 +189,21 @@ SELECT COUNT(*) FROM deliveries WHERE status = 'pending' AND held = 0 AND claime
 AND next_attempt_at <= ?;
 
 -- name: attempt_insert
+-- One JSON array of [delivery_id, at, status_code, error, duration_ms, response_excerpt]: a
+-- batch in one statement step, where executemany would step (and hand the GIL over) per row.
 INSERT INTO attempts (delivery_id, at, status_code, error, duration_ms, response_excerpt)
-VALUES (?, ?, ?, ?, ?, ?);
+SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]'),
+       json_extract(value, '$[3]'), json_extract(value, '$[4]'), json_extract(value, '$[5]')
+FROM json_each(?);
 
 -- name: delivery_record
--- The outcome of an attempt. A row cancelled or failed meanwhile keeps that status.
+-- The outcome of attempts, one JSON array of [id, status_code, next_attempt_at, status].
+-- A row cancelled or failed meanwhile keeps that status.
 UPDATE deliveries
-SET claimed = 0, attempts = attempts + 1, manual = 0, last_status_code = ?, updated_at = ?,
-    next_attempt_at = ?,
-    status = CASE WHEN status = 'pending' THEN ? ELSE status END
-WHERE id = ?;
+SET claimed = 0, attempts = attempts + 1, manual = 0,
+    last_status_code = json_extract(r.value, '$[1]'), updated_at = ?,
+    next_attempt_at = json_extract(r.value, '$[2]'),
+    status = CASE WHEN deliveries.status = 'pending' THEN json_extract(r.value, '$[3]')
+                  ELSE deliveries.status END
+FROM json_each(?) AS r
+WHERE deliveries.id = json_extract(r.value, '$[0]');
