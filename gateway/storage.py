@@ -564,21 +564,23 @@ class Storage:
                 seq += 1
                 seqs[ev.account] = seq
                 eid = new_monotonic_id("evt", now)
-                ev_rows.append((eid, ev.account, ev.topic, seq, ev.data_json, ev.resource_url, now))
+                ev_rows.append((eid, ev.account, ev.topic, seq, ev.data_json.decode(),
+                                ev.resource_url, now))
                 matches = self._index_for(c, ev.account).match(ev.topic)
                 for hook_id, held in matches:
                     dl_rows.append((new_monotonic_id("dlv", now), eid, hook_id, ev.account, ev.topic, seq,
-                                    int(held), now, now, now))
+                                    int(held), now))
                 pub = Published(eid, len(matches))
                 if ev.idempotency_key is not None:
                     fresh_keys[(ev.account, ev.idempotency_key)] = pub
                     idem_rows.append((ev.account, ev.idempotency_key,
-                                      orjson.dumps(pub.public()), now))
+                                      orjson.dumps(pub.public()).decode(), now))
                 out.append(pub)
             results.append(out)
-        c.executemany(Q["event_insert"], ev_rows)
-        c.executemany(Q["delivery_insert"], dl_rows)
-        c.executemany(Q["idempotency_put"], idem_rows)
+        for name, rows in (("event_insert", ev_rows), ("delivery_insert", dl_rows),
+                           ("idempotency_put", idem_rows)):
+            if rows:
+                c.execute(Q[name], (orjson.dumps(rows),))
         c.executemany(Q["sequence_set"], [(s, a) for a, s in seqs.items()])
         return results
 

@@ -27,7 +27,7 @@ from gateway.api.common import (
 from gateway.config import TOPIC_NAME
 from gateway.errors import NotFound, Unprocessable
 from gateway.handshake import HandshakeFailed, verify_intent
-from gateway.models import Hook, HookStatus, PayloadMode, Role, new_id, new_secret
+from gateway.models import Hook, HookStatus, PayloadMode, Role, new_monotonic_id, new_secret
 from gateway.targets import TargetRefused, check_target, check_url_syntax, host_key
 
 routes = web.RouteTableDef()
@@ -175,7 +175,7 @@ async def create_hook(request: web.Request) -> web.Response:
     ordered = bool(opt_bool(body, "ordered"))
     description = opt_str(body, "description", max_len=1000) or ""
     now = request.app[CLOCK].now()
-    hook_id = new_id("hook", now)
+    hook_id = new_monotonic_id("hook", now)  # hooks made in one millisecond list in order
     target = await _checked_target(request, body, hook_id)
     assert target is not None
     secret = new_secret()

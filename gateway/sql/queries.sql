@@ -89,7 +89,11 @@ UPDATE hooks SET status = ?, updated_at = ? WHERE id = ?;
 SELECT response FROM idempotency WHERE account = ? AND key = ? AND created_at > ?;
 
 -- name: idempotency_put
-INSERT OR REPLACE INTO idempotency (account, key, response, created_at) VALUES (?, ?, ?, ?);
+-- One JSON array of [account, key, response, created_at] (see event_insert).
+INSERT OR REPLACE INTO idempotency (account, key, response, created_at)
+SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'),
+       CAST(json_extract(value, '$[2]') AS BLOB), json_extract(value, '$[3]')
+FROM json_each(?);
 
 -- name: idempotency_purge
 DELETE FROM idempotency WHERE created_at <= ?;
@@ -101,8 +105,14 @@ SELECT last_sequence FROM accounts WHERE name = ?;
 UPDATE accounts SET last_sequence = ? WHERE name = ?;
 
 -- name: event_insert
+-- One JSON array of [id, account, topic, sequence, data, resource_url, created_at], the data as
+-- a JSON string: the whole batch in one statement step (executemany steps, and hands the GIL
+-- between the database thread and the event loop, once per row).
 INSERT INTO events (id, account, topic, sequence, data, resource_url, created_at)
-VALUES (?, ?, ?, ?, ?, ?, ?);
+SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]'),
+       json_extract(value, '$[3]'), CAST(json_extract(value, '$[4]') AS BLOB),
+       json_extract(value, '$[5]'), json_extract(value, '$[6]')
+FROM json_each(?);
 
 -- name: event_get
 SELECT id, account, topic, sequence, data, resource_url, created_at FROM events WHERE id = ?;
@@ -111,9 +121,15 @@ SELECT id, account, topic, sequence, data, resource_url, created_at FROM events 
 SELECT status, COUNT(*) FROM deliveries WHERE event_id = ? GROUP BY status;
 
 -- name: delivery_insert
+-- One JSON array of [id, event_id, hook_id, account, topic, sequence, held, now] (see
+-- event_insert).
 INSERT INTO deliveries (id, event_id, hook_id, account, topic, sequence, held, next_attempt_at,
                         created_at, updated_at)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?);
+SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]'),
+       json_extract(value, '$[3]'), json_extract(value, '$[4]'), json_extract(value, '$[5]'),
+       json_extract(value, '$[6]'), json_extract(value, '$[7]'), json_extract(value, '$[7]'),
+       json_extract(value, '$[7]')
+FROM json_each(?);
 
 -- name: delivery_get
 SELECT id, event_id, hook_id, account, topic, status, attempts, next_attempt_at, last_status_code,
