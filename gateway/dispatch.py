@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import aiohttp
 import orjson
@@ -23,15 +23,13 @@ USER_AGENT = f"gateway/{__version__}"
 READ_LIMIT = 64 * 1024  # read at most this much of an answer, so the connection can be reused
 
 
-@dataclass(frozen=True, slots=True)
-class OutboundRequest:
+class OutboundRequest(NamedTuple):  # made per attempt: cheaper than a frozen dataclass
     url: str
     headers: dict[str, str]
     body: bytes
 
 
-@dataclass(frozen=True, slots=True)
-class Response:
+class Response(NamedTuple):  # made per attempt: cheaper than a frozen dataclass
     """What came back: a status (the target answered) or an error (it did not)."""
 
     status_code: int | None
