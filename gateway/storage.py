@@ -6,6 +6,7 @@ import asyncio
 import hmac
 import re
 import sqlite3
+import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -17,6 +18,7 @@ import aiosqlite
 import orjson
 
 from gateway.errors import StorageError
+from gateway.logs import get_logger
 from gateway.models import (
     ApiKey,
     Attempt,
@@ -34,6 +36,14 @@ from gateway.models import (
 )
 
 T = TypeVar("T")
+log = get_logger("gateway.storage")
+
+
+class _LockHeld(Exception):
+    """Another connection holds the write lock: an inline transaction goes to the thread."""
+
+BUSY_TIMEOUT_MS = 5000
+CHECKPOINT_EVERY = 100  # commits between WAL checkpoints (SQLite's automatic one: 1000 pages)
 
 
 def _load_sql() -> tuple[dict[str, str], list[tuple[int, str]]]:
@@ -208,6 +218,12 @@ class Storage:
         self.publish_commits = 0
         # Claiming transactions run: an idle or blocked delivery loop must not keep adding to it.
         self.claim_transactions = 0
+        # Work handed to the writer's thread and not finished there yet (counted down in that
+        # thread, so a cancelled caller cannot make it look idle while it still runs).
+        self._in_thread = 0
+        self._in_thread_lock = threading.Lock()
+        self._commits_since_checkpoint = 0
+        self._checkpointing: asyncio.Task[None] | None = None
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -215,7 +231,9 @@ class Storage:
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         try:
-            self._w = await aiosqlite.connect(self.path, isolation_level=None)
+            # Used from the event loop too (_tx_inline), never at the same time as its thread.
+            self._w = await aiosqlite.connect(self.path, isolation_level=None,
+                                              check_same_thread=False)
             await self._run(self._prepare_writer)
             await self._run(lambda c: self._migrate(c, max_version))
             self._r = await aiosqlite.connect(self.path, isolation_level=None)
@@ -237,8 +255,9 @@ class Storage:
             raise
 
     async def close(self) -> None:
-        if self._flusher is not None:
-            await asyncio.gather(self._flusher, return_exceptions=True)
+        for task in (self._flusher, self._checkpointing):
+            if task is not None:
+                await asyncio.gather(task, return_exceptions=True)
         for conn in (self._r, self._w):
             if conn is not None:
                 await conn.close()
@@ -253,8 +272,11 @@ class Storage:
         if mode != "wal" and self.path != ":memory:":
             raise StorageError(f"cannot use WAL journal mode on {self.path} (got {mode})")
         c.execute(f"PRAGMA synchronous = {self._synchronous.upper()}")
-        c.execute("PRAGMA busy_timeout = 5000")
+        c.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         c.execute("PRAGMA foreign_keys = ON")
+        # Checkpoints run in the writer's thread (_maybe_checkpoint), never in a commit that
+        # happens to run on the event loop, where copying pages and syncing would stall it.
+        c.execute("PRAGMA wal_autocheckpoint = 0")
 
     def _migrate(self, c: sqlite3.Connection, max_version: int | None) -> None:
         current = c.execute("PRAGMA user_version").fetchone()[0]
@@ -283,10 +305,27 @@ class Storage:
         conn = self._w
 
         def call() -> T:
-            return fn(conn._conn)
+            try:
+                return fn(conn._conn)
+            finally:
+                with self._in_thread_lock:
+                    self._in_thread -= 1
 
-        out: T = await conn._execute(call)  # type: ignore[no-untyped-call]
+        with self._in_thread_lock:
+            self._in_thread += 1
+        try:
+            out: T = await conn._execute(call)  # type: ignore[no-untyped-call]
+        except BaseException:
+            if not self._running(conn):
+                # Never queued (the connection is closed): call() will not count it down.
+                with self._in_thread_lock:
+                    self._in_thread -= 1
+            raise
         return out
+
+    @staticmethod
+    def _running(conn: aiosqlite.Connection) -> bool:
+        return bool(conn._running and conn._connection is not None)
 
     async def _tx(self, fn: Callable[[sqlite3.Connection], T], *, relaxed: bool = False) -> T:
         """Run fn as one write transaction. `relaxed` is for the delivery loop's bookkeeping
@@ -307,7 +346,12 @@ class Storage:
             return strict(c)
 
         def strict(c: sqlite3.Connection) -> T:
-            c.execute("BEGIN IMMEDIATE")
+            try:
+                c.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
+                if c is inline_conn and ("locked" in str(exc) or "busy" in str(exc)):
+                    raise _LockHeld from None
+                raise
             try:
                 out = fn(c)
                 c.execute("COMMIT")
@@ -317,7 +361,48 @@ class Storage:
                 raise
             return out
 
+        self._commits_since_checkpoint += 1
+        if self._commits_since_checkpoint >= CHECKPOINT_EVERY:
+            self._maybe_checkpoint()
+        inline_conn = None
+        if relaxed and self._w is not None and self._in_thread == 0:
+            inline_conn = self._w._conn
+            try:
+                return self._tx_inline(wrapped)
+            except _LockHeld:
+                pass
+            inline_conn = None
         return await self._run(wrapped)
+
+    def _tx_inline(self, wrapped: Callable[[sqlite3.Connection], T]) -> T:
+        """Run a relaxed transaction right here on the event loop when the writer's thread is
+        idle: a claim or a batch of attempt records takes a millisecond or two of SQLite, and
+        handing it to the thread cost more than that (a thread hop each way, and the GIL
+        passed back and forth while the loop is busy sending). Relaxed commits do not sync.
+        If another process holds the write lock, it does not wait here: _LockHeld, raised
+        before anything ran, sends the caller through the thread."""
+        assert self._w is not None
+        c = self._w._conn
+        c.execute("PRAGMA busy_timeout = 0")
+        try:
+            return wrapped(c)
+        finally:
+            c.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+
+    def _maybe_checkpoint(self) -> None:
+        """Move the WAL's pages into the database now and then, in the writer's thread
+        (automatic checkpoints are off, see _prepare_writer)."""
+        if self._checkpointing is not None and not self._checkpointing.done():
+            return
+        self._commits_since_checkpoint = 0
+
+        async def checkpoint() -> None:
+            try:
+                await self._run(lambda c: c.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall())
+            except Exception as exc:  # the next one will try again; nothing is lost meanwhile
+                log.warning("checkpoint_failed", error=str(exc))
+
+        self._checkpointing = asyncio.get_running_loop().create_task(checkpoint())
 
     async def _read(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
         assert self._r is not None, "storage is not open"
