@@ -122,3 +122,51 @@ async def test_the_database_directory_is_created(tmp_path: Path) -> None:
     finally:
         await storage.close()
     assert path.exists()
+
+
+async def test_a_write_lock_held_elsewhere_never_stalls_the_event_loop(tmp_path: Path) -> None:
+    """The delivery loop's transactions may run on the event loop; when another process holds
+    the write lock they must wait in the database thread, with the loop still turning."""
+    import asyncio
+
+    path = tmp_path / "g.db"
+    storage = Storage(str(path))
+    await storage.open()
+    other = sqlite3.connect(path, isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        task = asyncio.create_task(storage.release_claims(["dlv_x"]))
+        turns = 0
+        for _ in range(50):
+            await asyncio.sleep(0)
+            turns += 1
+        assert turns == 50
+        assert not task.done(), "went through while another connection held the lock"
+        other.execute("COMMIT")
+        await asyncio.wait_for(task, 10)
+        # With the lock free, the next one commits (on the loop) and leaves no transaction open.
+        await storage.release_claims(["dlv_y"])
+        other.execute("BEGIN IMMEDIATE")
+        other.execute("COMMIT")
+    finally:
+        other.close()
+        await storage.close()
+
+
+async def test_checkpoints_keep_the_wal_from_growing(tmp_path: Path) -> None:
+    """Automatic checkpoints are off on the writer; the storage runs its own in its thread, so
+    the WAL is reused instead of growing with every commit."""
+    from gateway.storage import CHECKPOINT_EVERY
+
+    path = tmp_path / "g.db"
+    storage = Storage(str(path))
+    await storage.open()
+    try:
+        wal = Path(f"{path}-wal")
+        big = "x" * 20000
+        for i in range(6 * CHECKPOINT_EVERY):
+            await storage.put_topics([(f"t.{i % 7}", big)], time.time())
+        # Measured: about 3 MB with checkpoints switched off, 0.7 MB with them.
+        assert wal.stat().st_size < 1.5 * 1024 * 1024  # noqa: ASYNC240
+    finally:
+        await storage.close()
