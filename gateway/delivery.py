@@ -299,9 +299,10 @@ class DeliveryEngine:
                 if not q:
                     del self._queues[host]
                 await self._attempt(d)
-                if self._running >= self._cfg.max_in_flight and len(self._queues) > 1:
-                    # Every slot is taken and other hosts wait: pass this one on, so a host
-                    # with a deep queue cannot keep the global slots to itself.
+                if (self._running >= self._cfg.max_in_flight and len(self._queues) > 1
+                        and self._another_host_waits(host)):
+                    # Every slot is taken and another host waits for one: pass this one on, so
+                    # a host with a deep queue cannot keep the global slots to itself.
                     break
         finally:
             self._running -= 1
@@ -315,6 +316,18 @@ class DeliveryEngine:
                     if other != host:
                         self._pump(other)
                 self._pump(host)
+
+    def _another_host_waits(self, host: str) -> bool:
+        """Whether a host other than this one has queued rows and a free slot of its own. A
+        host at its own bound (a slow one, say) cannot take the slot, so handing it over would
+        only cost a new worker per attempt. Looks at a bounded number of hosts."""
+        per_host = self._cfg.max_in_flight_per_host
+        for i, other in enumerate(self._queues):
+            if i >= 64:
+                return True  # many hosts wait: assume one can take it, as before
+            if other != host and self._host_running.get(other, 0) < per_host:
+                return True
+        return False
 
     async def _attempt(self, d: DueDelivery) -> None:
         result: AttemptResult | None = None
