@@ -67,6 +67,8 @@ class DeliveryEngine:
         # the rows of full hosts again.
         self._dry: frozenset[str] | None = None
         self._next_due: tuple[float | None] | None = None  # when dry: (next row due), once read
+        self._dry_since = 0.0  # the `now` of the claim that found the loop dry
+        self._dry_epoch = 0  # counts claims, so a next-due answer read across one is dropped
         self._host_running: Counter[str] = Counter()
         self._running = 0
         self._attempts: set[asyncio.Task[None]] = set()
@@ -157,8 +159,14 @@ class DeliveryEngine:
                     # due yet not taken waits on a bound (a full host, an ordered hook's
                     # earlier event) that a wake-up frees, so it does not count.
                     if self._next_due is None:
-                        self._next_due = (await self._storage.next_due_at(now),)
-                    due = self._next_due[0]
+                        # After the moment that claim looked: a row that fell due since then
+                        # was not among what it saw, so it ends the dry spell at once.
+                        epoch = self._dry_epoch
+                        found = await self._storage.next_due_at(self._dry_since)
+                        if epoch == self._dry_epoch:
+                            self._next_due = (found,)
+                    # (A claim made meanwhile, by the recorder, made that answer stale.)
+                    due = self._next_due[0] if self._next_due is not None else self._clock.now()
                     if due is not None:
                         wait = due - self._clock.now()
                         if wait <= 0:
@@ -205,6 +213,8 @@ class DeliveryEngine:
         # The hosts that may have held rows back: full when the claim was made, or holding
         # rows now (a host's room can run out part-way through a claim).
         self._dry = frozenset((*spec.full_hosts, *self._unfinished)) if claimed.exhausted else None
+        self._dry_since = spec.now
+        self._dry_epoch += 1
         self._next_due = None
 
     def _claim_room(self) -> int:

@@ -57,7 +57,7 @@ async def test_migrating_an_existing_database_keeps_its_data(tmp_path: Path) -> 
     storage = Storage(str(path))
     await storage.open()
     try:
-        assert await storage.schema_version() == 2
+        assert await storage.schema_version() == SCHEMA_VERSION
         hook = await storage.get_hook(hook_id)
         assert hook is not None
         assert (hook.account, hook.target_url, hook.topics, hook.payload, hook.ordered,
@@ -169,5 +169,43 @@ async def test_checkpoints_keep_the_wal_from_growing(tmp_path: Path) -> None:
             await storage.put_topics([(f"t.{i % 7}", big)], time.time())
         # Measured: about 3 MB with checkpoints switched off, 0.7 MB with them.
         assert wal.stat().st_size < 1.5 * 1024 * 1024  # noqa: ASYNC240
+    finally:
+        await storage.close()
+
+
+async def test_migration_3_puts_the_hook_host_on_pending_deliveries(tmp_path: Path) -> None:
+    """Deliveries written before schema 3 get their hook's host; later target changes follow."""
+    path = tmp_path / "g.db"
+    storage = Storage(str(path))
+    await storage.open(max_version=2)
+    now = time.time()
+    try:
+        await storage.put_topics([("contact.created", "")], now)
+        hook = await storage.create_hook(
+            account="acme", target_url="https://a.example/h", host="a.example",
+            topics=["contact.created"], payload=PayloadMode.FULL, ordered=False,
+            description="", headers={}, secret=new_secret(), now=now)
+    finally:
+        await storage.close()
+    with sqlite3.connect(path) as db:  # a schema-2 publish, written the way 0.1 wrote it
+        db.execute("INSERT INTO events VALUES ('evt_1', 'acme', 'contact.created', 1, x'7b7d', "
+                   "NULL, ?)", (now,))
+        for i, status in enumerate(("pending", "delivered")):
+            db.execute("INSERT INTO deliveries (id, event_id, hook_id, account, topic, sequence,"
+                       " status, next_attempt_at, created_at, updated_at) VALUES "
+                       "(?, 'evt_1', ?, 'acme', 'contact.created', 1, ?, ?, ?, ?)",
+                       (f"dlv_{i}", hook.id, status, now, now, now))
+
+    def hosts() -> dict[str, str]:
+        with sqlite3.connect(path) as db:
+            return dict(db.execute("SELECT id, host FROM deliveries").fetchall())
+
+    await storage.open()
+    try:
+        assert await storage.schema_version() == SCHEMA_VERSION
+        assert hosts() == {"dlv_0": "a.example", "dlv_1": ""}  # only pending rows matter
+        await storage.update_hook(hook.id, {"target_url": "https://b.example/h",
+                                            "host": "b.example"}, time.time())
+        assert hosts() == {"dlv_0": "b.example", "dlv_1": ""}
     finally:
         await storage.close()

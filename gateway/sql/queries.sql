@@ -124,11 +124,12 @@ SELECT status, COUNT(*) FROM deliveries WHERE event_id = ? GROUP BY status;
 -- One JSON array of [id, event_id, hook_id, account, topic, sequence, held, now] (see
 -- event_insert).
 INSERT INTO deliveries (id, event_id, hook_id, account, topic, sequence, held, next_attempt_at,
-                        created_at, updated_at)
+                        created_at, updated_at, host)
 SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]'),
        json_extract(value, '$[3]'), json_extract(value, '$[4]'), json_extract(value, '$[5]'),
        json_extract(value, '$[6]'), json_extract(value, '$[7]'), json_extract(value, '$[7]'),
-       json_extract(value, '$[7]')
+       json_extract(value, '$[7]'),
+       (SELECT h.host FROM hooks h WHERE h.id = json_extract(value, '$[2]'))
 FROM json_each(?);
 
 -- name: delivery_get
@@ -174,7 +175,7 @@ FROM (
   JOIN events e ON e.id = d.event_id
   WHERE d.status = 'pending' AND d.held = 0 AND d.claimed = 0 AND d.next_attempt_at <= ?
     AND h.status = 'active' AND h.deleted_at IS NULL
-    AND h.host NOT IN (SELECT value FROM json_each(?))
+    AND d.host NOT IN (SELECT value FROM json_each(?))
     AND (h.ordered = 0 OR (
           d.sequence = (SELECT MIN(x.sequence) FROM deliveries x
                         WHERE x.hook_id = d.hook_id AND x.status = 'pending')
