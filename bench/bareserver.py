@@ -11,12 +11,11 @@ Run: python bench/bareserver.py --port 9100
 from __future__ import annotations
 
 import argparse
-import asyncio
-import signal
 
 import orjson
 import uvloop
 from aiohttp import web
+from serving import serve_until_signalled
 
 ANSWER = {"id": "evt_01jd0000000000000000000000", "deliveries": 1}
 
@@ -42,15 +41,7 @@ async def serve(host: str, port: int) -> None:
     app = web.Application(client_max_size=262144)
     app.router.add_post("/v1/events", publish)
     app.router.add_get("/readyz", health)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.5)
-    await runner.setup()
-    await web.TCPSite(runner, host, port, backlog=1024, reuse_address=True).start()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-    await runner.cleanup()
+    await serve_until_signalled(app, host, port)
 
 
 def main() -> None:

@@ -18,12 +18,12 @@ import argparse
 import asyncio
 import contextlib
 import random
-import signal
 import time
 
 import orjson
 import uvloop
 from aiohttp import web
+from serving import serve_until_signalled
 
 
 class State:
@@ -102,18 +102,8 @@ def make_app(mode: str, latency: bool, seed: int | None) -> web.Application:
 
 
 async def serve(args: argparse.Namespace) -> None:
-    runner = web.AppRunner(make_app(args.mode, args.latency, args.seed), access_log=None,
-                           handle_signals=False, shutdown_timeout=0.5)
-    await runner.setup()
-    site = web.TCPSite(runner, args.host, args.port, backlog=1024, reuse_address=True)
-    await site.start()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    print(f"ready {args.port}", flush=True)
-    await stop.wait()
-    await runner.cleanup()
+    await serve_until_signalled(make_app(args.mode, args.latency, args.seed), args.host, args.port,
+                                ready=f"ready {args.port}")
 
 
 def main() -> None:

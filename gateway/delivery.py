@@ -152,7 +152,7 @@ class DeliveryEngine:
                     # Idempotency keys outlive their window only until the next sweep.
                     self._purged_at = now
                     await self._storage.purge_idempotency(now)
-                if self._worth_claiming():
+                if self._wanted():
                     await self._fill()
                 if self._dry is not None:
                     # Every due row was seen: sleep until the next one falls due. A row already
@@ -191,22 +191,17 @@ class DeliveryEngine:
         room = min(self._claim_room(), self._cfg.claim_batch_size)
         if room <= 0 or (self._queues and room < self._min_claim):
             return 0
-        if self._dry is not None:
-            now = self._clock.now()
-            if not any(self._host_room(h, now) >= max(1, min(self._min_claim, cap // 2))
-                       for h in self._dry if (cap := self._host_cap(h, now))):
-                return 0
+        if self._dry is not None and not any(map(self._has_freed_room, self._dry)):
+            return 0
         return room
 
-    def _worth_claiming(self) -> bool:
-        return self._wanted() > 0
+    def _has_freed_room(self, host: str) -> bool:
+        cap = self._host_cap(host, self._clock.now())
+        return cap - self._unfinished.get(host, 0) >= max(1, min(self._min_claim, cap // 2))
 
     def _is_ordered(self, delivery_id: str) -> bool:
         d = self._claimed.get(delivery_id)
         return d is not None and d.ordered
-
-    def _host_room(self, host: str, now: float) -> int:
-        return self._host_cap(host, now) - self._unfinished.get(host, 0)
 
     def _claimed_rows(self, claimed: Claimed, spec: Claim) -> None:
         self._accept(claimed.rows)
@@ -248,10 +243,7 @@ class DeliveryEngine:
                      if (cap := self._host_cap(h, now)) != self._base_host_cap}
         for h, n in self._unfinished.items():
             host_room[h] = host_room.get(h, self._base_host_cap) - n
-        return Claim(
-            now=now, limit=room, host_room=host_room, default_room=self._base_host_cap,
-            full_hosts=tuple(h for h, n in host_room.items() if n <= 0),
-        )
+        return Claim(now=now, limit=room, host_room=host_room, default_room=self._base_host_cap)
 
     def _accept(self, batch: list[DueDelivery]) -> None:
         for d in batch:
@@ -464,15 +456,12 @@ class DeliveryEngine:
                 self._claimed.pop(r.delivery_id, None)
                 if r.gone:
                     self._gone.discard(r.hook_id)
-            if summary.claimed is None:
-                pass
-            elif self._stopping:
-                # Claimed while the loop was stopping: never started, handed back below.
-                for d in summary.claimed.rows:
-                    self._claimed[d.id] = d
-            else:
-                assert claim is not None
-                self._claimed_rows(summary.claimed, claim)
+            if summary.claimed is not None and claim is not None:
+                if self._stopping:
+                    # Claimed while the loop was stopping: never started, handed back below.
+                    self._claimed.update((d.id, d) for d in summary.claimed.rows)
+                else:
+                    self._claimed_rows(summary.claimed, claim)
             for status, n in summary.final.items():
                 self._metrics.final.labels(status).inc(n)
             for hook_id in (*summary.disabled_hooks, *summary.removed_hooks):

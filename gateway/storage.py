@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import re
 import sqlite3
@@ -41,6 +42,7 @@ log = get_logger("gateway.storage")
 
 class _LockHeld(Exception):
     """Another connection holds the write lock: an inline transaction goes to the thread."""
+
 
 BUSY_TIMEOUT_MS = 5000
 CHECKPOINT_EVERY = 100  # commits between WAL checkpoints (SQLite's automatic one: 1000 pages)
@@ -107,7 +109,10 @@ class Claim:
     limit: int
     host_room: dict[str, int]
     default_room: int
-    full_hosts: tuple[str, ...]
+
+    @property
+    def full_hosts(self) -> tuple[str, ...]:
+        return tuple(h for h, n in self.host_room.items() if n <= 0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,7 +236,7 @@ class Storage:
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         try:
-            # Used from the event loop too (_tx_inline), never at the same time as its thread.
+            # Used from the event loop too (see _tx), never at the same time as its thread.
             self._w = await aiosqlite.connect(self.path, isolation_level=None,
                                               check_same_thread=False)
             await self._run(self._prepare_writer)
@@ -336,58 +341,44 @@ class Storage:
         an earlier FULL commit made durable."""
         relax = relaxed and self._synchronous == "full"
 
-        def wrapped(c: sqlite3.Connection) -> T:
+        def run(c: sqlite3.Connection, inline: bool = False) -> T:
             if relax:
                 c.execute("PRAGMA synchronous = NORMAL")
+            if inline:
+                c.execute("PRAGMA busy_timeout = 0")
+            try:
                 try:
-                    return strict(c)
-                finally:
+                    c.execute("BEGIN IMMEDIATE")
+                except sqlite3.OperationalError as exc:
+                    if inline and ("locked" in str(exc) or "busy" in str(exc)):
+                        raise _LockHeld from None  # nothing ran: the thread can wait for it
+                    raise
+                try:
+                    out = fn(c)
+                    c.execute("COMMIT")
+                except BaseException:
+                    if c.in_transaction:
+                        c.execute("ROLLBACK")
+                    raise
+                return out
+            finally:
+                if inline:
+                    c.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+                if relax:
                     c.execute("PRAGMA synchronous = FULL")
-            return strict(c)
-
-        def strict(c: sqlite3.Connection) -> T:
-            try:
-                c.execute("BEGIN IMMEDIATE")
-            except sqlite3.OperationalError as exc:
-                if c is inline_conn and ("locked" in str(exc) or "busy" in str(exc)):
-                    raise _LockHeld from None
-                raise
-            try:
-                out = fn(c)
-                c.execute("COMMIT")
-            except BaseException:
-                if c.in_transaction:
-                    c.execute("ROLLBACK")
-                raise
-            return out
 
         self._commits_since_checkpoint += 1
         if self._commits_since_checkpoint >= CHECKPOINT_EVERY:
             self._maybe_checkpoint()
-        inline_conn = None
         if relaxed and self._w is not None and self._in_thread == 0:
-            inline_conn = self._w._conn
-            try:
-                return self._tx_inline(wrapped)
-            except _LockHeld:
-                pass
-            inline_conn = None
-        return await self._run(wrapped)
-
-    def _tx_inline(self, wrapped: Callable[[sqlite3.Connection], T]) -> T:
-        """Run a relaxed transaction right here on the event loop when the writer's thread is
-        idle: a claim or a batch of attempt records takes a millisecond or two of SQLite, and
-        handing it to the thread cost more than that (a thread hop each way, and the GIL
-        passed back and forth while the loop is busy sending). Relaxed commits do not sync.
-        If another process holds the write lock, it does not wait here: _LockHeld, raised
-        before anything ran, sends the caller through the thread."""
-        assert self._w is not None
-        c = self._w._conn
-        c.execute("PRAGMA busy_timeout = 0")
-        try:
-            return wrapped(c)
-        finally:
-            c.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            # Right here on the event loop while the writer's thread is idle: a claim or a
+            # batch of attempt records is a millisecond or two of SQLite, and handing it to
+            # the thread cost more (a hop each way, and the GIL passed back and forth while
+            # the loop is busy sending). Relaxed commits do not sync. A write lock held by
+            # another process is not waited for here (busy_timeout 0): the thread waits.
+            with contextlib.suppress(_LockHeld):
+                return run(self._w._conn, inline=True)
+        return await self._run(run)
 
     def _maybe_checkpoint(self) -> None:
         """Move the WAL's pages into the database now and then, in the writer's thread
