@@ -61,6 +61,7 @@ class DeliveryEngine:
         self._unfinished_total = 0
         # host → (window start, finished in this window, finished in the previous one)
         self._host_rate: dict[str, tuple[float, int, int]] = {}
+        self._rate_bound = 1000
         # Set when a claim saw every due row: the hosts that held rows then (any of them may
         # have been at its bound). Until one has room again, or something new may be due (a
         # wake, a retry, an ordered hook moving on, a timer), another claim would only scan
@@ -232,9 +233,11 @@ class DeliveryEngine:
             previous = current if now - start < 2 * RATE_WINDOW else 0
             start, current = now, 0
         self._host_rate[host] = (start, current + 1, previous)
-        if len(self._host_rate) > 1000:
-            # Many hosts once: forget the idle ones rather than grow without bound.
+        if len(self._host_rate) > self._rate_bound:
+            # Many hosts once: forget the idle ones rather than grow without bound, and let the
+            # table double before looking again, so busy hosts do not make this run per attempt.
             self._host_rate = {h: r for h, r in self._host_rate.items() if h in self._unfinished}
+            self._rate_bound = max(1000, 2 * len(self._host_rate))
 
     def _claim_spec(self, room: int) -> Claim:
         """A snapshot of the room left, overall and per host."""
