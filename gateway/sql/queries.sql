@@ -45,7 +45,7 @@ SELECT * FROM hooks WHERE deleted_at IS NULL AND account = ? AND id > ? ORDER BY
 
 -- name: hook_index_account
 -- What publishing needs to fan an event out: every hook of the account that can still receive.
-SELECT id, topics, status FROM hooks
+SELECT id, topics, status, host FROM hooks
 WHERE account = ? AND deleted_at IS NULL AND status != 'removed';
 
 -- name: hook_delete
@@ -89,11 +89,8 @@ UPDATE hooks SET status = ?, updated_at = ? WHERE id = ?;
 SELECT response FROM idempotency WHERE account = ? AND key = ? AND created_at > ?;
 
 -- name: idempotency_put
--- One JSON array of [account, key, response, created_at] (see event_insert).
-INSERT OR REPLACE INTO idempotency (account, key, response, created_at)
-SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'),
-       CAST(json_extract(value, '$[2]') AS BLOB), json_extract(value, '$[3]')
-FROM json_each(?);
+-- Rows of (account, key, response, created_at); see _execute_rows.
+INSERT OR REPLACE INTO idempotency (account, key, response, created_at) VALUES (?, ?, ?, ?);
 
 -- name: idempotency_purge
 DELETE FROM idempotency WHERE created_at <= ?;
@@ -105,14 +102,10 @@ SELECT last_sequence FROM accounts WHERE name = ?;
 UPDATE accounts SET last_sequence = ? WHERE name = ?;
 
 -- name: event_insert
--- One JSON array of [id, account, topic, sequence, data, resource_url, created_at], the data as
--- a JSON string: the whole batch in one statement step (executemany steps, and hands the GIL
--- between the database thread and the event loop, once per row).
+-- Rows of (id, account, topic, sequence, data, resource_url, created_at), many per statement
+-- (see _execute_rows in storage.py).
 INSERT INTO events (id, account, topic, sequence, data, resource_url, created_at)
-SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]'),
-       json_extract(value, '$[3]'), CAST(json_extract(value, '$[4]') AS BLOB),
-       json_extract(value, '$[5]'), json_extract(value, '$[6]')
-FROM json_each(?);
+VALUES (?, ?, ?, ?, ?, ?, ?);
 
 -- name: event_get
 SELECT id, account, topic, sequence, data, resource_url, created_at FROM events WHERE id = ?;
@@ -121,16 +114,11 @@ SELECT id, account, topic, sequence, data, resource_url, created_at FROM events 
 SELECT status, COUNT(*) FROM deliveries WHERE event_id = ? GROUP BY status;
 
 -- name: delivery_insert
--- One JSON array of [id, event_id, hook_id, account, topic, sequence, held, now] (see
--- event_insert).
+-- Rows of (id, event_id, hook_id, account, topic, sequence, held, next_attempt_at, created_at,
+-- updated_at, host), many per statement (see event_insert).
 INSERT INTO deliveries (id, event_id, hook_id, account, topic, sequence, held, next_attempt_at,
                         created_at, updated_at, host)
-SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]'),
-       json_extract(value, '$[3]'), json_extract(value, '$[4]'), json_extract(value, '$[5]'),
-       json_extract(value, '$[6]'), json_extract(value, '$[7]'), json_extract(value, '$[7]'),
-       json_extract(value, '$[7]'),
-       (SELECT h.host FROM hooks h WHERE h.id = json_extract(value, '$[2]'))
-FROM json_each(?);
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?);
 
 -- name: delivery_get
 SELECT id, event_id, hook_id, account, topic, status, attempts, next_attempt_at, last_status_code,
