@@ -168,35 +168,42 @@ class RecordSummary:
     final: dict[str, int] = field(default_factory=dict)  # final status → count
 
 
+class _Route(NamedTuple):
+    """A hook as publishing sees it: what a new delivery row needs from its hook."""
+
+    hook_id: str
+    held: bool  # not active: the row waits without being scanned
+    host: str
+
+
 @dataclass(slots=True)
 class _HookIndex:
-    """Per-account topic routing for publishing, kept in memory: fan-out without a query per event.
-    Each hook is (id, held, host): what a new delivery row needs from its hook."""
+    """Per-account topic routing for publishing, kept in memory: fan-out without a query per event."""
 
-    exact: dict[str, list[tuple[str, bool, str]]] = field(default_factory=dict)
-    prefixes: list[tuple[str, tuple[str, bool, str]]] = field(default_factory=list)
-    memo: dict[str, list[tuple[str, bool, str]]] = field(default_factory=dict)
+    exact: dict[str, list[_Route]] = field(default_factory=dict)
+    prefixes: list[tuple[str, _Route]] = field(default_factory=list)
+    memo: dict[str, list[_Route]] = field(default_factory=dict)
 
-    def add(self, hook: tuple[str, bool, str], patterns: Iterable[str]) -> None:
+    def add(self, route: _Route, patterns: Iterable[str]) -> None:
         seen: set[str] = set()
         for p in patterns:
             if p in seen:
                 continue
             seen.add(p)
             if p == "*":
-                self.prefixes.append(("", hook))
+                self.prefixes.append(("", route))
             elif p.endswith(".*"):
-                self.prefixes.append((p[:-1], hook))
+                self.prefixes.append((p[:-1], route))
             else:
-                self.exact.setdefault(p, []).append(hook)
+                self.exact.setdefault(p, []).append(route)
 
-    def match(self, topic: str) -> list[tuple[str, bool, str]]:
+    def match(self, topic: str) -> list[_Route]:
         hit = self.memo.get(topic)
         if hit is None:
-            found = {h[0]: h for h in self.exact.get(topic, ())}
-            for prefix, hook in self.prefixes:
+            found = {r.hook_id: r for r in self.exact.get(topic, ())}
+            for prefix, route in self.prefixes:
                 if topic.startswith(prefix):
-                    found[hook[0]] = hook
+                    found[route.hook_id] = route
             hit = self.memo[topic] = list(found.values())
         return hit
 
@@ -469,10 +476,9 @@ class Storage:
             row = c.execute(Q["key_by_id"], (key_id,)).fetchone()
             return _key_from_row(row) if row else None
 
-        try:
-            return await self._tx(tx)
-        finally:
-            self._keys_changed()
+        rec = await self._tx(tx)
+        self._keys_changed()
+        return rec
 
     def _keys_changed(self) -> None:
         """Tell every process on this database that keys changed: the marker file is replaced
@@ -563,7 +569,8 @@ class Storage:
         if idx is None:
             idx = _HookIndex()
             for row in c.execute(Q["hook_index_account"], (account,)):
-                idx.add((row[0], row[2] != HookStatus.ACTIVE.value, row[3]), orjson.loads(row[1]))
+                idx.add(_Route(row[0], row[2] != HookStatus.ACTIVE.value, row[3]),
+                        orjson.loads(row[1]))
             self._hook_index[account] = idx
         return idx
 
