@@ -524,6 +524,28 @@ async def test_resume_with_the_loop_running(start_gateway, receiver: Receiver) -
     await wait_until(lambda: _status(gw, hook["id"], "delivered"), what="delivered")
 
 
+async def test_publishing_to_a_paused_hook_does_not_wake_the_delivery_loop(
+        start_gateway, receiver: Receiver) -> None:
+    """Deliveries held by a paused hook cannot be claimed, so publishing them must not cost the
+    loop a claim transaction each; a publish with something due still wakes it at once."""
+    gw = await start_gateway()
+    held = await gw.hook(receiver)
+    await gw.call("PATCH", f"/v1/hooks/{held['id']}", gw.subscriber, json={"status": "paused"})
+    await gw.hook(receiver, topics=["contact.updated"])
+    before = gw.storage.claim_transactions
+    for i in range(20):
+        await gw.publish(data={"i": i})
+    # The loop takes wake-ups in order: once this one is delivered, any claim the twenty
+    # publishes above caused has been made.
+    await gw.publish(topic="contact.updated", data={"i": 20})
+    await receiver.wait_for(1)
+    claims = gw.storage.claim_transactions - before
+    assert claims <= 3, f"{claims} claim transactions for 20 held deliveries and 1 due one"
+    assert len(await deliveries(gw, held["id"], "&status=pending")) == 20
+    await gw.call("PATCH", f"/v1/hooks/{held['id']}", gw.subscriber, json={"status": "active"})
+    await receiver.wait_for(21)
+
+
 @pytest.mark.parametrize("first_fails", [2, 99])
 async def test_ordered_delivery_under_failure(start_gateway, receiver: Receiver,
                                               first_fails: int) -> None:

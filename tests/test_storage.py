@@ -285,3 +285,88 @@ async def test_a_large_batch_is_stored_whole_across_statement_chunks(tmp_path: P
         assert db.execute("SELECT COUNT(*) FROM idempotency").fetchone()[0] == 682
         hook_of = dict(db.execute("SELECT host, hook_id FROM deliveries GROUP BY host").fetchall())
         assert hook_of == {"a.example": hooks[0].id, "c.example": hooks[1].id}
+
+
+async def test_a_publish_waits_for_a_lock_held_elsewhere_without_stalling_the_loop(
+        tmp_path: Path) -> None:
+    """Publishing runs its statements on the event loop when it can; while another process
+    holds the write lock it must wait in the database thread instead, the loop still turning,
+    and go through once the lock is free."""
+    import asyncio
+
+    path = tmp_path / "g.db"
+    storage = Storage(str(path))
+    await storage.open()
+    other = sqlite3.connect(path, isolation_level=None)
+    try:
+        await storage.put_topics([("contact.created", "")], time.time())
+        other.execute("BEGIN IMMEDIATE")
+        event = NewEvent(account="acme", topic="contact.created", data_json=b'{"n":1}',
+                         resource_url=None, idempotency_key=None)
+        task = asyncio.create_task(storage.publish([event], time.time()))
+        started = time.monotonic()
+        for _ in range(50):
+            await asyncio.sleep(0)
+        assert time.monotonic() - started < BUSY_TIMEOUT_MS / 1000 / 2
+        assert not task.done(), "published while another connection held the lock"
+        other.execute("COMMIT")
+        (first,) = await asyncio.wait_for(task, 10)
+        # With the lock free the next one goes through on the loop and leaves nothing open.
+        (second,) = await storage.publish([event], time.time())
+        other.execute("BEGIN IMMEDIATE")
+        other.execute("COMMIT")
+        rows = other.execute("SELECT id, sequence FROM events ORDER BY sequence").fetchall()
+        assert rows == [(first.id, 1), (second.id, 2)]
+    finally:
+        other.close()
+        await storage.close()
+
+
+async def test_publishes_share_commits_up_to_a_bound_and_wide_fanouts_insert_in_the_thread(
+        tmp_path: Path) -> None:
+    """Concurrent publishes share commits, but one commit takes at most GROUP_EVENTS events;
+    a commit with more rows than INLINE_ROWS (here 18 hooks x 1,000 events) leaves its inserts
+    to the database thread. Both ways store every event and delivery, in sequence order."""
+    import asyncio
+
+    from gateway.storage import GROUP_EVENTS, INLINE_ROWS
+
+    path = tmp_path / "g.db"
+    storage = Storage(str(path))
+    await storage.open()
+    now = time.time()
+    hooks = 18
+    per_call = 1000
+    calls = GROUP_EVENTS // per_call + 2
+    assert per_call * (hooks + 1) > INLINE_ROWS
+    try:
+        await storage.put_topics([("contact.created", "")], now)
+        for h in range(hooks):
+            await storage.create_hook(
+                account="acme", target_url=f"https://h{h}.example/h", host=f"h{h}.example",
+                topics=["contact.*"], payload=PayloadMode.FULL, ordered=False, description="",
+                headers={}, secret=new_secret(), now=now)
+        before = storage.publish_commits
+        answers = await asyncio.gather(*[
+            storage.publish([NewEvent(account="acme", topic="contact.created",
+                                      data_json=b'{"i":%d}' % (c * per_call + i),
+                                      resource_url=None, idempotency_key=None)
+                             for i in range(per_call)], now)
+            for c in range(calls)])
+        commits = storage.publish_commits - before
+    finally:
+        await storage.close()
+    assert 2 <= commits < calls * per_call, commits
+    assert all(p.deliveries == hooks and p.due == hooks for ps in answers for p in ps)
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT COUNT(*), COUNT(DISTINCT sequence), MIN(sequence), "
+                          "MAX(sequence) FROM events").fetchone() == (
+            calls * per_call, calls * per_call, 1, calls * per_call)
+        # Each call's events are consecutive: a request is never split across commits.
+        for ps in answers:
+            seqs = [db.execute("SELECT sequence FROM events WHERE id = ?", (p.id,)).fetchone()[0]
+                    for p in ps]
+            assert seqs == list(range(seqs[0], seqs[0] + per_call))
+        assert db.execute("SELECT COUNT(*) FROM deliveries").fetchone()[0] == \
+            calls * per_call * hooks
+        assert db.execute("SELECT COUNT(DISTINCT hook_id) FROM deliveries").fetchone()[0] == hooks
