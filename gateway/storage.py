@@ -49,10 +49,10 @@ class _LockHeld(Exception):
 
 BUSY_TIMEOUT_MS = 5000
 CHECKPOINT_EVERY = 100  # commits between WAL checkpoints (SQLite's automatic one: 1000 pages)
-# Publishing runs its statements on the event loop (see _tx_split), about 10 µs of SQLite per
-# row. A commit takes whole requests up to GROUP_EVENTS events, and one with more rows (events
-# and deliveries) than INLINE_ROWS, a wide fan-out, leaves its inserts to the database thread:
-# slower there, but the loop never stalls for more than a few tens of milliseconds.
+# Publishing runs its statements on the event loop (see _tx_split). A commit takes whole
+# requests up to GROUP_EVENTS events, and one with more rows (events and deliveries) than
+# INLINE_ROWS, a wide fan-out, leaves its inserts to the database thread: slower there, but the
+# loop is never held for much more than 0.1 s (16,000 rows on the loop: 93-101 ms measured).
 GROUP_EVENTS = 4096
 INLINE_ROWS = 16384
 
