@@ -921,7 +921,7 @@ class Storage:
             if len(taken) >= limit:
                 break
         if taken:
-            c.execute(Q["claim_mark"], (orjson.dumps([d.id for d in taken]),))
+            _execute_rows(c, "claim_mark", [(d.id,) for d in taken])
         self.claim_transactions += 1
         return Claimed(taken, exhausted=count < limit)
 
@@ -947,15 +947,13 @@ class Storage:
         summary = RecordSummary()
 
         def tx(c: sqlite3.Connection) -> None:
-            c.execute(Q["attempt_insert"], (orjson.dumps([
+            _execute_rows(c, "attempt_insert", [
                 (r.delivery_id, r.attempt.at, r.attempt.status_code, r.attempt.error,
-                 r.attempt.duration_ms, r.attempt.response_excerpt) for r in results
-            ]),))
-            c.execute(Q["delivery_record"], (now, orjson.dumps([
+                 r.attempt.duration_ms, r.attempt.response_excerpt) for r in results])
+            _execute_rows(c, "delivery_record", [
                 (r.delivery_id, r.attempt.status_code,
                  r.next_attempt_at if r.next_attempt_at is not None else now,
-                 r.status.value) for r in results
-            ])))
+                 r.status.value, now) for r in results])
             for r in results:
                 if r.status is not DeliveryStatus.PENDING:
                     summary.final[r.status.value] = summary.final.get(r.status.value, 0) + 1

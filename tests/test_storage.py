@@ -370,3 +370,69 @@ async def test_publishes_share_commits_up_to_a_bound_and_wide_fanouts_insert_in_
         assert db.execute("SELECT COUNT(*) FROM deliveries").fetchone()[0] == \
             calls * per_call * hooks
         assert db.execute("SELECT COUNT(DISTINCT hook_id) FROM deliveries").fetchone()[0] == hooks
+
+
+async def test_claims_and_attempt_records_in_batches_across_statement_chunks(
+        tmp_path: Path) -> None:
+    """Claim marks and attempt records go to SQLite many rows per statement, like publishing;
+    a batch of 37 (16 + 16 + 4 + 1) must mark, record and move on every row, each its own way."""
+    from gateway.models import Attempt, DeliveryStatus
+    from gateway.storage import AttemptResult, Claim
+
+    path = tmp_path / "g.db"
+    storage = Storage(str(path))
+    await storage.open()
+    now = time.time()
+    n = 37
+    try:
+        await storage.put_topics([("contact.created", "")], now)
+        await storage.create_hook(
+            account="acme", target_url="https://a.example/h", host="a.example",
+            topics=["contact.*"], payload=PayloadMode.FULL, ordered=False, description="",
+            headers={}, secret=new_secret(), now=now)
+        await storage.publish([NewEvent(account="acme", topic="contact.created",
+                                        data_json=b'{"i":%d}' % i, resource_url=None,
+                                        idempotency_key=None) for i in range(n)], now)
+        claimed = await storage.claim_due(Claim(now=now + 1, limit=100, host_room={},
+                                                default_room=100))
+        assert len(claimed.rows) == n and claimed.exhausted
+        with sqlite3.connect(path) as db:
+            assert db.execute("SELECT COUNT(*) FROM deliveries WHERE claimed = 1"
+                              ).fetchone()[0] == n
+        # Nothing left to claim while they are held.
+        again = await storage.claim_due(Claim(now=now + 1, limit=100, host_room={},
+                                              default_room=100))
+        assert again.rows == []
+        results = []
+        for i, d in enumerate(claimed.rows):
+            if i % 3 == 0:
+                results.append(AttemptResult(d.id, d.hook_id, Attempt(now + 2, 204, None, 1.5, ""),
+                                             DeliveryStatus.DELIVERED, None, False, False))
+            elif i % 3 == 1:
+                results.append(AttemptResult(d.id, d.hook_id,
+                                             Attempt(now + 2, 500, None, 2.5, f"boom {i}"),
+                                             DeliveryStatus.PENDING, now + 100 + i, True, False))
+            else:
+                results.append(AttemptResult(d.id, d.hook_id,
+                                             Attempt(now + 2, None, "timeout", 3.5, ""),
+                                             DeliveryStatus.FAILED, None, True, False))
+        await storage.record_attempts(results, now + 3, disable_after_failures=1000,
+                                      disable_after_seconds=1e9)
+    finally:
+        await storage.close()
+    with sqlite3.connect(path) as db:
+        rows = {r[0]: r[1:] for r in db.execute(
+            "SELECT id, status, attempts, claimed, last_status_code, next_attempt_at, updated_at "
+            "FROM deliveries")}
+        attempts = {r[0]: r[1:] for r in db.execute(
+            "SELECT delivery_id, at, status_code, error, duration_ms, response_excerpt "
+            "FROM attempts")}
+    assert len(rows) == n and len(attempts) == n
+    for i, r in enumerate(results):
+        status, count, claimed_flag, code, next_at, updated = rows[r.delivery_id]
+        assert (status, count, claimed_flag, code) == (
+            r.status.value, 1, 0, r.attempt.status_code), i
+        assert next_at == (r.next_attempt_at if r.next_attempt_at is not None else now + 3), i
+        assert updated == now + 3
+        assert attempts[r.delivery_id] == (now + 2, r.attempt.status_code, r.attempt.error,
+                                           r.attempt.duration_ms, r.attempt.response_excerpt), i

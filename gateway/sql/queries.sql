@@ -174,7 +174,9 @@ FROM (
 );
 
 -- name: claim_mark
-UPDATE deliveries SET claimed = 1 WHERE id IN (SELECT value FROM json_each(?));
+-- Rows of (id), many per statement.
+WITH ids(id) AS (VALUES (?))
+UPDATE deliveries SET claimed = 1 WHERE id IN (SELECT id FROM ids);
 
 -- name: claims_release
 UPDATE deliveries SET claimed = 0 WHERE id = ?;
@@ -194,21 +196,18 @@ SELECT COUNT(*) FROM deliveries WHERE status = 'pending' AND held = 0 AND claime
 AND next_attempt_at <= ?;
 
 -- name: attempt_insert
--- One JSON array of [delivery_id, at, status_code, error, duration_ms, response_excerpt]: a
--- batch in one statement step, where executemany would step (and hand the GIL over) per row.
+-- Rows of (delivery_id, at, status_code, error, duration_ms, response_excerpt), many per
+-- statement (see _execute_rows in storage.py).
 INSERT INTO attempts (delivery_id, at, status_code, error, duration_ms, response_excerpt)
-SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]'),
-       json_extract(value, '$[3]'), json_extract(value, '$[4]'), json_extract(value, '$[5]')
-FROM json_each(?);
+VALUES (?, ?, ?, ?, ?, ?);
 
 -- name: delivery_record
--- The outcome of attempts, one JSON array of [id, status_code, next_attempt_at, status].
--- A row cancelled or failed meanwhile keeps that status.
+-- The outcome of attempts: rows of (id, status_code, next_attempt_at, status, now), many per
+-- statement. A row cancelled or failed meanwhile keeps that status.
+WITH r(id, code, next_at, status, now) AS (VALUES (?, ?, ?, ?, ?))
 UPDATE deliveries
-SET claimed = 0, attempts = attempts + 1, manual = 0,
-    last_status_code = json_extract(r.value, '$[1]'), updated_at = ?,
-    next_attempt_at = json_extract(r.value, '$[2]'),
-    status = CASE WHEN deliveries.status = 'pending' THEN json_extract(r.value, '$[3]')
-                  ELSE deliveries.status END
-FROM json_each(?) AS r
-WHERE deliveries.id = json_extract(r.value, '$[0]');
+SET claimed = 0, attempts = attempts + 1, manual = 0, last_status_code = r.code,
+    updated_at = r.now, next_attempt_at = r.next_at,
+    status = CASE WHEN deliveries.status = 'pending' THEN r.status ELSE deliveries.status END
+FROM r
+WHERE deliveries.id = r.id;
