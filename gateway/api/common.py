@@ -102,9 +102,17 @@ def opt_bool(body: dict[str, Any], name: str) -> bool | None:
     return v
 
 
+_GOOD_ACCOUNTS: set[str] = set()  # names already checked: a batch repeats a few of them
+
+
 def account_name(value: Any, field: str = "account") -> str:
+    if value.__class__ is str and value in _GOOD_ACCOUNTS:
+        return value
     if not isinstance(value, str) or not ACCOUNT_NAME.match(value):
         raise Unprocessable.field(field, "must be 1-128 letters, digits, '.', '_' or '-'")
+    if len(_GOOD_ACCOUNTS) >= 10000:
+        _GOOD_ACCOUNTS.clear()
+    _GOOD_ACCOUNTS.add(value)
     return value
 
 
