@@ -476,8 +476,9 @@ class Storage:
         """A durable write transaction in two parts. fn runs on the event loop when the
         writer's thread is idle and returns (result, tail); the tail and the COMMIT, with its
         fsync, run in the thread. Each statement run in the thread gives the GIL up and must
-        win it back from a busy loop, which takes up to the 5 ms switch interval: a publish
-        of a few events spent 4 ms of its 12 ms commit round waiting so. Here the thread
+        win it back from a busy loop, which takes up to the switch interval (5 ms by default;
+        `gateway serve` sets 1 ms): with 5 ms, a publish of a few events spent 4 ms of its
+        12 ms commit round waiting so. Here the thread
         takes the GIL back only once or twice, and the large inserts (the tail), where
         SQLite works for long without the GIL, still overlap with the loop. Data is visible
         to other connections only once COMMIT has synced, as with a commit made all in
