@@ -414,6 +414,16 @@ class Storage:
             c.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
 
     @staticmethod
+    def _body(c: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """A transaction's statements: fn, rolled back if it fails."""
+        try:
+            return fn(c)
+        except BaseException:
+            if c.in_transaction:
+                c.execute("ROLLBACK")
+            raise
+
+    @staticmethod
     def _finish(c: sqlite3.Connection, tail: Callable[[sqlite3.Connection], None] | None) -> None:
         """The end of a transaction: its tail (if any), then COMMIT; ROLLBACK if either fails."""
         try:
@@ -447,12 +457,7 @@ class Storage:
                 c.execute("PRAGMA synchronous = NORMAL")
             try:
                 self._begin(c, inline)
-                try:
-                    out = fn(c)
-                except BaseException:
-                    if c.in_transaction:
-                        c.execute("ROLLBACK")
-                    raise
+                out = self._body(c, fn)
                 self._finish(c, None)
                 return out
             finally:
@@ -478,19 +483,14 @@ class Storage:
         fsync, run in the thread. Each statement run in the thread gives the GIL up and must
         win it back from a busy loop, which takes up to the switch interval (5 ms by default;
         `gateway serve` sets 1 ms): with 5 ms, a publish of a few events spent 4 ms of its
-        12 ms commit round waiting so. Here the thread
-        takes the GIL back only once or twice, and the large inserts (the tail), where
-        SQLite works for long without the GIL, still overlap with the loop. Data is visible
-        to other connections only once COMMIT has synced, as with a commit made all in
-        the thread. fn must be bounded (it blocks the loop): publishing is, by request size."""
+        12 ms commit round waiting so. Here the thread takes the GIL back only once or twice,
+        and the large inserts (the tail), where SQLite works for long without the GIL, still
+        overlap with the loop. Data is visible to other connections only once COMMIT has
+        synced, as with a commit made all in the thread. fn must be bounded (it blocks the
+        loop): publishing is, by request size."""
         def whole(c: sqlite3.Connection) -> T:
             self._begin(c, False)
-            try:
-                out, tail = fn(c)
-            except BaseException:
-                if c.in_transaction:
-                    c.execute("ROLLBACK")
-                raise
+            out, tail = self._body(c, fn)
             self._finish(c, tail)
             return out
 
@@ -502,12 +502,7 @@ class Storage:
                 self._begin(c, True)
             except _LockHeld:
                 return await self._run(whole)
-            try:
-                out, tail = fn(c)
-            except BaseException:
-                if c.in_transaction:
-                    c.execute("ROLLBACK")
-                raise
+            out, tail = self._body(c, fn)
             await self._run(lambda c: self._finish(c, tail))
             return out
         return await self._run(whole)

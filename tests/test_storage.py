@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sqlite3
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -125,11 +127,20 @@ async def test_the_database_directory_is_created(tmp_path: Path) -> None:
     assert path.exists()
 
 
+async def assert_waits_for_the_lock(task: asyncio.Task[Any], what: str) -> None:
+    """While another connection holds the write lock, `task` must wait for it without holding
+    up the event loop. Not a benchmark: a loop that waited on the lock would be stuck for the
+    whole busy timeout (BUSY_TIMEOUT_MS, 5 s); fifty turns of a free loop take microseconds."""
+    started = time.monotonic()
+    for _ in range(50):
+        await asyncio.sleep(0)
+    assert time.monotonic() - started < BUSY_TIMEOUT_MS / 1000 / 2
+    assert not task.done(), f"{what} while another connection held the lock"
+
+
 async def test_a_write_lock_held_elsewhere_never_stalls_the_event_loop(tmp_path: Path) -> None:
     """The delivery loop's transactions may run on the event loop; when another process holds
     the write lock they must wait in the database thread, with the loop still turning."""
-    import asyncio
-
     path = tmp_path / "g.db"
     storage = Storage(str(path))
     await storage.open()
@@ -137,13 +148,7 @@ async def test_a_write_lock_held_elsewhere_never_stalls_the_event_loop(tmp_path:
     try:
         other.execute("BEGIN IMMEDIATE")
         task = asyncio.create_task(storage.release_claims(["dlv_x"]))
-        started = time.monotonic()
-        for _ in range(50):
-            await asyncio.sleep(0)
-        # Not a benchmark: a loop that waited on the lock would be stuck for the whole busy
-        # timeout (BUSY_TIMEOUT_MS, 5 s); fifty turns of a free loop take microseconds.
-        assert time.monotonic() - started < BUSY_TIMEOUT_MS / 1000 / 2
-        assert not task.done(), "went through while another connection held the lock"
+        await assert_waits_for_the_lock(task, "went through")
         other.execute("COMMIT")
         await asyncio.wait_for(task, 10)
         # With the lock free, the next one commits (on the loop) and leaves no transaction open.
@@ -292,8 +297,6 @@ async def test_a_publish_waits_for_a_lock_held_elsewhere_without_stalling_the_lo
     """Publishing runs its statements on the event loop when it can; while another process
     holds the write lock it must wait in the database thread instead, the loop still turning,
     and go through once the lock is free."""
-    import asyncio
-
     path = tmp_path / "g.db"
     storage = Storage(str(path))
     await storage.open()
@@ -304,11 +307,7 @@ async def test_a_publish_waits_for_a_lock_held_elsewhere_without_stalling_the_lo
         event = NewEvent(account="acme", topic="contact.created", data_json=b'{"n":1}',
                          resource_url=None, idempotency_key=None)
         task = asyncio.create_task(storage.publish([event], time.time()))
-        started = time.monotonic()
-        for _ in range(50):
-            await asyncio.sleep(0)
-        assert time.monotonic() - started < BUSY_TIMEOUT_MS / 1000 / 2
-        assert not task.done(), "published while another connection held the lock"
+        await assert_waits_for_the_lock(task, "published")
         other.execute("COMMIT")
         (first,) = await asyncio.wait_for(task, 10)
         # With the lock free the next one goes through on the loop and leaves nothing open.
@@ -327,8 +326,6 @@ async def test_publishes_share_commits_up_to_a_bound_and_wide_fanouts_insert_in_
     """Concurrent publishes share commits, but one commit takes at most GROUP_EVENTS events;
     a commit with more rows than INLINE_ROWS (here 18 hooks x 1,000 events) leaves its inserts
     to the database thread. Both ways store every event and delivery, in sequence order."""
-    import asyncio
-
     from gateway.storage import GROUP_EVENTS, INLINE_ROWS
 
     path = tmp_path / "g.db"
