@@ -583,19 +583,26 @@ class Storage:
             return None
         return st.st_ino, st.st_mtime_ns, st.st_size
 
+    def cached_key(self, key_hash: bytes) -> ApiKey | None:
+        """The key, if this process holds it and the marker file has not changed since: the
+        request path's check, without a coroutine. None: ask key_by_hash."""
+        stamp = self._keys_stamp()
+        if stamp != self._keys_seen:
+            self._keys.clear()
+            self._keys_seen = stamp
+            return None
+        return self._keys.get(key_hash)
+
     async def key_by_hash(self, key_hash: bytes) -> ApiKey | None:
         """Every request looks its key up. A key once found is kept in memory until the marker
         file changes: a stat instead of a query (which waits on the write-ahead log's index
         while a large commit is running). `gateway keys create|revoke` and the keys API replace
         the marker after their commit, so a revoked key is refused from the next request on,
         in this process and any other on the same database."""
-        stamp = self._keys_stamp()
-        if stamp != self._keys_seen:
-            self._keys.clear()
-            self._keys_seen = stamp
-        hit = self._keys.get(key_hash)
+        hit = self.cached_key(key_hash)
         if hit is not None:
             return hit
+        stamp = self._keys_seen
         try:
             assert self._probe is not None, "storage is not open"
             rows: list[sqlite3.Row] = self._probe.execute(Q["key_by_hash"], (key_hash,)).fetchall()
