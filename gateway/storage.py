@@ -77,6 +77,18 @@ def _load_sql() -> tuple[dict[str, str], list[tuple[int, str]]]:
 Q, MIGRATIONS = _load_sql()
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
+# The claim as one row holding a JSON array, for when it runs in the database's thread: there a
+# statement step per row would hand the GIL between that thread and the busy event loop once
+# per row. On the loop itself the plain rows are cheaper (no JSON built and parsed again).
+_CLAIM_COLUMNS = 12
+_CLAIM_JSON = (
+    "WITH claim(" + ", ".join(f"c{i}" for i in range(_CLAIM_COLUMNS)) + ") AS ("
+    + Q["claim_candidates"] + ") SELECT json_group_array(json_array("
+    # (c9, the event's data, is a BLOB, which JSON cannot hold: as text it is the JSON itself.)
+    + ", ".join("CAST(c9 AS TEXT)" if i == 9 else f"c{i}" for i in range(_CLAIM_COLUMNS))
+    + ")) FROM claim"
+)
+
 # A batch statement's one VALUES row, `(?, ?, …)`, repeated to carry many rows in one statement.
 _VALUES_ROW = re.compile(r"VALUES\s*(\([?,\s]*\))")
 # Rows per statement, largest first; only sizes within the parameter limit are used (32,766 since
@@ -173,6 +185,18 @@ class RecordSummary:
     disabled_hooks: list[str] = field(default_factory=list)
     removed_hooks: list[str] = field(default_factory=list)
     final: dict[str, int] = field(default_factory=dict)  # final status → count
+
+
+class _HookCfg(NamedTuple):
+    """What a delivery needs of its hook, kept in memory between hook changes."""
+
+    target_url: str
+    payload: PayloadMode
+    headers: dict[str, str]
+    secret: str
+    old_secret: str | None
+    old_secret_expires_at: float | None
+    ordered: bool
 
 
 class _Route(NamedTuple):
@@ -276,6 +300,10 @@ class Storage:
         self._r: aiosqlite.Connection | None = None
         self._topics: frozenset[str] | None = None
         self._hook_index: dict[str, _HookIndex] = {}
+        # Hook id → what its deliveries need, for claims. Like the index, read and dropped only
+        # inside writer transactions, so a claim never sees a hook older than its own snapshot.
+        self._hook_cfg: dict[str, _HookCfg] = {}
+        self._loop_thread = 0  # the event loop's thread: writer transactions there run inline
         self._pending: list[tuple[list[NewEvent], float, asyncio.Future[list[Published]]]] = []
         self._flusher: asyncio.Task[None] | None = None
         # Publishing transactions committed: fewer than publish calls when group commit works.
@@ -299,6 +327,7 @@ class Storage:
     async def open(self, *, max_version: int | None = None) -> None:
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._loop_thread = threading.get_ident()
         try:
             # Used from the event loop too (see _tx), never at the same time as its thread.
             self._w = await aiosqlite.connect(self.path, isolation_level=None,
@@ -646,8 +675,10 @@ class Storage:
 
     def _forget_hooks(self, account: str) -> None:
         # Only ever called inside a writer transaction, like every read of the index, so
-        # publishing never routes with a stale view of the hooks.
+        # publishing never routes with a stale view of the hooks, nor claims with a stale
+        # secret or URL. Hooks change rarely: every hook's delivery config is read again.
         self._hook_index.pop(account, None)
+        self._hook_cfg.clear()
 
     def _index_for(self, c: sqlite3.Connection, account: str) -> _HookIndex:
         idx = self._hook_index.get(account)
@@ -747,6 +778,7 @@ class Storage:
                             now: float) -> Hook | None:
         def tx(c: sqlite3.Connection) -> Hook | None:
             c.execute(Q["hook_rotate"], (old_expires_at, secret, now, hook_id))
+            self._hook_cfg.pop(hook_id, None)
             row = c.execute(Q["hook_get"], (hook_id,)).fetchone()
             return _hook_from_row(row) if row else None
 
@@ -904,15 +936,30 @@ class Storage:
         if ids:
             await self._tx(lambda c: c.executemany(Q["claims_release"], [(i,) for i in ids]), relaxed=True)
 
+    def _hook_cfgs(self, c: sqlite3.Connection, hook_ids: Iterable[str]) -> dict[str, _HookCfg]:
+        cfgs = self._hook_cfg
+        missing = [h for h in set(hook_ids) if h not in cfgs]
+        if missing:
+            for r in c.execute(Q["hook_delivery_config"], (orjson.dumps(missing).decode(),)):
+                cfgs[r[0]] = _HookCfg(r[1], _PAYLOAD[r[2]], orjson.loads(r[3]), r[4], r[5], r[6],
+                                      bool(r[7]))
+        return cfgs
+
     def _claim_tx(self, c: sqlite3.Connection, claim: Claim) -> Claimed:
         full = orjson.dumps(sorted(claim.full_hosts)).decode()
         now, limit = claim.now, claim.limit
-        # Rows of a host with less room than the limit are passed over here, not in SQL.
-        count, packed = c.execute(Q["claim_candidates"], (now, full, limit)).fetchone()
+        params = (now, full, limit)
+        rows: list[Any]
+        if threading.get_ident() == self._loop_thread:
+            rows = c.execute(Q["claim_candidates"], params).fetchall()
+        else:
+            rows = orjson.loads(c.execute(_CLAIM_JSON, params).fetchone()[0])
+        cfgs = self._hook_cfgs(c, (r[2] for r in rows))
         taken: list[DueDelivery] = []
         room: dict[str, int] = {}
-        for r in orjson.loads(packed):
-            host = r[9]
+        # Rows of a host with less room than the limit are passed over here, not in SQL.
+        for r in rows:
+            host = r[8]
             left = room.get(host)
             if left is None:
                 left = claim.host_room.get(host, claim.default_room)
@@ -920,20 +967,26 @@ class Storage:
                 room[host] = 0
                 continue
             room[host] = left - 1
-            secrets = (r[12], r[13]) if r[13] and r[14] and now < r[14] else (r[12],)
+            h = cfgs.get(r[2])
+            if h is None:
+                continue  # deleted since the candidates were read: impossible in one transaction
+            expires = h.old_secret_expires_at
+            secrets = (h.secret, h.old_secret) if h.old_secret and expires and now < expires \
+                else (h.secret,)
+            data = r[9]
             taken.append(DueDelivery(
                 id=r[0], event_id=r[1], hook_id=r[2], account=r[3], topic=r[4],
-                sequence=r[5], attempts=r[6], manual=bool(r[7]), target_url=r[8], host=host,
-                payload=_PAYLOAD[r[10]], headers=r[11], secrets=secrets,
-                data_json=r[15].encode(), resource_url=r[16], event_created_at=r[17],
-                ordered=bool(r[18]),
+                sequence=r[5], attempts=r[6], manual=bool(r[7]), target_url=h.target_url,
+                host=host, payload=h.payload, headers=h.headers, secrets=secrets,
+                data_json=data if data.__class__ is bytes else str(data).encode(),
+                resource_url=r[10], event_created_at=r[11] / 1e6, ordered=h.ordered,
             ))
             if len(taken) >= limit:
                 break
         if taken:
             _execute_rows(c, "claim_mark", [(d.id,) for d in taken])
         self.claim_transactions += 1
-        return Claimed(taken, exhausted=count < limit)
+        return Claimed(taken, exhausted=len(rows) < limit)
 
     async def claim_due(self, claim: Claim) -> Claimed:
         """Claim up to claim.limit due deliveries, at most the room left for each host."""

@@ -433,3 +433,55 @@ async def test_claims_and_attempt_records_in_batches_across_statement_chunks(
         assert updated == now + 3
         assert attempts[r.delivery_id] == (now + 2, r.attempt.status_code, r.attempt.error,
                                            r.attempt.duration_ms, r.attempt.response_excerpt), i
+
+
+async def test_a_claim_in_the_database_thread_reads_what_one_on_the_loop_reads(
+        tmp_path: Path) -> None:
+    """The claim runs on the event loop when the writer's thread is idle (plain rows) and in
+    that thread otherwise (one JSON row): both must hand the delivery loop the same rows, with
+    the hook's current URL, headers and secrets, and the event's data byte for byte."""
+    from gateway.storage import Claim
+
+    storage = Storage(str(tmp_path / "g.db"))
+    await storage.open()
+    now = time.time()
+    data = [b'{"i":%d,"s":"caf\xc3\xa9 \\"q\\""}' % i for i in range(6)]
+    try:
+        await storage.put_topics([("contact.created", "")], now)
+        hook = await storage.create_hook(
+            account="acme", target_url="https://a.example/h", host="a.example",
+            topics=["contact.*"], payload=PayloadMode.FULL, ordered=False, description="",
+            headers={"X-Tenant": "t1"}, secret=new_secret(), now=now)
+        await storage.publish([NewEvent(account="acme", topic="contact.created", data_json=d,
+                                        resource_url=None, idempotency_key=None) for d in data],
+                              now)
+
+        def spec(limit: int) -> Claim:
+            return Claim(now=now + 1, limit=limit, host_room={}, default_room=100)
+
+        on_loop = await storage.claim_due(spec(3))
+        in_thread = await storage._run(lambda c: storage._claim_tx(c, spec(3)))
+        assert [d.data_json for d in on_loop.rows + in_thread.rows] == data
+        assert not on_loop.exhausted and not in_thread.exhausted
+        for a, b in zip(on_loop.rows, in_thread.rows, strict=True):
+            assert a._replace(id="", event_id="", sequence=0, data_json=b"") == \
+                b._replace(id="", event_id="", sequence=0, data_json=b"")
+        assert on_loop.rows[0].headers == {"X-Tenant": "t1"}
+        assert on_loop.rows[0].target_url == "https://a.example/h"
+        assert on_loop.rows[0].secrets == (hook.secret,)
+
+        # A change to the hook reaches the next claim, on either path.
+        await storage.release_claims([d.id for d in on_loop.rows + in_thread.rows])
+        fresh = new_secret()
+        await storage.rotate_secret(hook.id, fresh, now + 3600, now)
+        await storage.update_hook(hook.id, {"target_url": "https://b.example/h",
+                                            "headers": {"X-Tenant": "t2"}}, now)
+        on_loop = await storage.claim_due(spec(3))
+        in_thread = await storage._run(lambda c: storage._claim_tx(c, spec(10)))
+        assert in_thread.exhausted and len(on_loop.rows + in_thread.rows) == len(data)
+        for d in on_loop.rows + in_thread.rows:
+            assert d.target_url == "https://b.example/h"
+            assert d.headers == {"X-Tenant": "t2"}
+            assert d.secrets == (fresh, hook.secret)
+    finally:
+        await storage.close()
