@@ -56,8 +56,7 @@ def _parse_event(body: Any, known: frozenset[str], header_key: str | None) -> Ne
     key = body.get("idempotency_key", header_key)
     if key is not None and (not isinstance(key, str) or not 1 <= len(key) <= 255):
         raise Unprocessable.field("idempotency_key", "must be a string of 1-255 characters")
-    return NewEvent(account=account, topic=topic, data_json=orjson.dumps(body.get("data")),
-                    resource_url=resource_url, idempotency_key=key)
+    return NewEvent(account, topic, orjson.dumps(body.get("data")), resource_url, key)
 
 
 @routes.post("/v1/events")
