@@ -2,49 +2,74 @@
 
 from __future__ import annotations
 
+from bisect import bisect_left
+from collections import Counter as Counter_
 from collections.abc import Iterator, Mapping
 from typing import Protocol
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 DELIVERY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5, 30, 120, 600, 3600, 86400)
 
 
+class Histogram:
+    """A histogram kept as plain numbers and rendered at scrape time. prometheus_client's takes a
+    lock per observation (two with its sum) and walks its buckets in Python; these are observed
+    on every request and every delivery, from the event loop only."""
+
+    __slots__ = ("bounds", "counts", "total")
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)  # the last one: above every bound (+Inf)
+        self.total = 0.0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect_left(self.bounds, value)] += 1
+        self.total += value
+
+    def family_sample(self) -> tuple[list[tuple[str, float]], float]:
+        buckets: list[tuple[str, float]] = []
+        running = 0
+        for bound, n in zip((*map(floatToGoString, self.bounds), "+Inf"), self.counts,
+                            strict=True):
+            running += n
+            buckets.append((bound, running))
+        return buckets, self.total
+
+
 class Metrics:
     def __init__(self) -> None:
         self.registry = r = CollectorRegistry()
-        self._http_children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
-        self.requests = Counter("gateway_http_requests_total", "HTTP requests answered.",
-                                ["method", "route", "status"], registry=r)
-        self.request_seconds = Histogram("gateway_http_request_duration_seconds",
-                                         "HTTP request latency.", ["method", "route"],
-                                         buckets=LATENCY_BUCKETS, registry=r)
-        self.events = Counter("gateway_events_published_total", "Events accepted.", registry=r)
+        # HTTP and publishing figures: plain numbers, rendered by _HotCollector.
+        self.http_requests: Counter_[tuple[str, str, int]] = Counter_()
+        self.http_seconds: dict[tuple[str, str], Histogram] = {}
+        self.events_published = 0
+        self.latency = Histogram(DELIVERY_BUCKETS)
+        r.register(_HotCollector(self))
         self.final = Counter("gateway_deliveries_total", "Deliveries that reached a final status.",
                              ["status"], registry=r)
         self.backlog = Gauge("gateway_delivery_due_backlog",
                              "Deliveries due now and not yet claimed.", registry=r)
-        self.latency = Histogram("gateway_publish_to_delivered_seconds",
-                                 "From publish to successful delivery.",
-                                 buckets=DELIVERY_BUCKETS, registry=r)
         self.hooks_changed = Counter("gateway_hooks_status_changes_total",
                                      "Hooks the gateway disabled or removed.", ["status"],
                                      registry=r)
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
-        # labels() hashes and takes a lock per call; on the request path the children are kept.
-        key = (method, route, status)
-        pair = self._http_children.get(key)
-        if pair is None:
-            pair = self._http_children[key] = (
-                self.requests.labels(method, route, str(status)),
-                self.request_seconds.labels(method, route),
-            )
-        pair[0].inc()
-        pair[1].observe(seconds)
+        self.http_requests[method, route, status] += 1
+        h = self.http_seconds.get((method, route))
+        if h is None:
+            h = self.http_seconds[method, route] = Histogram(LATENCY_BUCKETS)
+        h.observe(seconds)
 
     def watch_engine(self, source: EngineCounts) -> None:
         """Per-attempt figures live as plain numbers in the delivery engine and are read at
@@ -78,3 +103,30 @@ class _EngineCollector(Collector):
         for host, n in sorted(self._source.in_flight_by_host.items()):
             in_flight.add_metric([host], n)
         yield in_flight
+
+
+class _HotCollector(Collector):
+    def __init__(self, m: Metrics) -> None:
+        self._m = m
+
+    def collect(self) -> Iterator[Metric]:
+        m = self._m
+        requests = CounterMetricFamily("gateway_http_requests", "HTTP requests answered.",
+                                       labels=["method", "route", "status"])
+        for (method, route, status), n in sorted(m.http_requests.items()):
+            requests.add_metric([method, route, str(status)], n)
+        yield requests
+        seconds = HistogramMetricFamily("gateway_http_request_duration_seconds",
+                                        "HTTP request latency.", labels=["method", "route"])
+        for (method, route), h in sorted(m.http_seconds.items()):
+            buckets, total = h.family_sample()
+            seconds.add_metric([method, route], buckets, total)
+        yield seconds
+        events = CounterMetricFamily("gateway_events_published", "Events accepted.")
+        events.add_metric([], m.events_published)
+        yield events
+        latency = HistogramMetricFamily("gateway_publish_to_delivered_seconds",
+                                        "From publish to successful delivery.")
+        buckets, total = m.latency.family_sample()
+        latency.add_metric([], buckets, total)
+        yield latency
