@@ -674,6 +674,10 @@ class Storage:
     async def list_topics(self) -> list[Topic]:
         return [Topic(r[0], r[1]) for r in await self._read(Q["topic_list"])]
 
+    def known_topics(self) -> frozenset[str] | None:
+        """The topic names if they are in memory (no coroutine); None: await topic_names()."""
+        return self._topics
+
     async def topic_names(self) -> frozenset[str]:
         if self._topics is None:
             self._topics = frozenset(t.name for t in await self.list_topics())
