@@ -54,6 +54,7 @@ CHECKPOINT_EVERY = 100  # commits between WAL checkpoints (SQLite's automatic on
 # INLINE_ROWS, a wide fan-out, leaves its inserts to the database thread: slower there, but the
 # loop is never held for much more than 0.1 s (16,000 rows on the loop: 93-101 ms measured).
 GROUP_EVENTS = 4096
+HOOK_CFG_MAX = 10000  # hooks whose delivery config claims keep in memory
 INLINE_ROWS = 16384
 
 
@@ -952,6 +953,10 @@ class Storage:
         cfgs = self._hook_cfg
         missing = [h for h in set(hook_ids) if h not in cfgs]
         if missing:
+            if len(cfgs) + len(missing) > HOOK_CFG_MAX:
+                # Many hooks at once (a backlog across 100,000 of them): memory stays bounded,
+                # and a claim reads the ones it needs again, as the join did before.
+                cfgs.clear()
             for r in c.execute(Q["hook_delivery_config"], (orjson.dumps(missing).decode(),)):
                 cfgs[r[0]] = _HookCfg(r[1], _PAYLOAD[r[2]], orjson.loads(r[3]), r[4], r[5], r[6],
                                       bool(r[7]))

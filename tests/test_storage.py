@@ -485,3 +485,38 @@ async def test_a_claim_in_the_database_thread_reads_what_one_on_the_loop_reads(
             assert d.secrets == (fresh, hook.secret)
     finally:
         await storage.close()
+
+
+async def test_hook_delivery_configs_in_memory_stay_bounded(tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """Claims keep each hook's delivery config in memory; across more hooks than the bound, it
+    is read again rather than kept, and every claimed row still carries its own hook's URL."""
+    import gateway.storage as storage_mod
+    from gateway.storage import Claim
+
+    monkeypatch.setattr(storage_mod, "HOOK_CFG_MAX", 4)
+    storage = Storage(str(tmp_path / "g.db"))
+    await storage.open()
+    now = time.time()
+    try:
+        await storage.put_topics([("contact.created", "")], now)
+        for i in range(10):
+            await storage.create_hook(
+                account="acme", target_url=f"https://h{i}.example/h", host=f"h{i}.example",
+                topics=["contact.created"], payload=PayloadMode.FULL, ordered=False,
+                description="", headers={"X-Hook": str(i)}, secret=new_secret(), now=now)
+        await storage.publish([NewEvent(account="acme", topic="contact.created",
+                                        data_json=b"{}", resource_url=None,
+                                        idempotency_key=None) for _ in range(3)], now)
+        seen = 0
+        for _ in range(10):
+            got = await storage.claim_due(Claim(now=now + 1, limit=3, host_room={},
+                                                default_room=100))
+            for d in got.rows:
+                assert d.target_url == f"https://{d.host}/h"
+                assert d.headers == {"X-Hook": d.host[1:].split(".")[0]}
+            seen += len(got.rows)
+            assert len(storage._hook_cfg) <= 4
+        assert seen == 30
+    finally:
+        await storage.close()
