@@ -54,7 +54,7 @@ CHECKPOINT_EVERY = 100  # commits between WAL checkpoints (SQLite's automatic on
 # INLINE_ROWS, a wide fan-out, leaves its inserts to the database thread: slower there, but the
 # loop is never held for much more than 0.1 s (16,000 rows on the loop: 93-101 ms measured).
 GROUP_EVENTS = 4096
-HOOK_CFG_MAX = 10000  # hooks whose delivery config claims keep in memory
+HOOK_CFG_MAX = 1000  # hooks whose delivery config claims keep in memory (~800 bytes each)
 INLINE_ROWS = 16384
 
 
@@ -949,18 +949,22 @@ class Storage:
         if ids:
             await self._tx(lambda c: c.executemany(Q["claims_release"], [(i,) for i in ids]), relaxed=True)
 
-    def _hook_cfgs(self, c: sqlite3.Connection, hook_ids: Iterable[str]) -> dict[str, _HookCfg]:
+    def _hook_cfgs(self, c: sqlite3.Connection, hook_ids: Iterable[str]
+                   ) -> tuple[dict[str, _HookCfg], dict[str, _HookCfg]]:
+        """(the configs kept in memory, those read for this claim only)."""
         cfgs = self._hook_cfg
         missing = [h for h in set(hook_ids) if h not in cfgs]
-        if missing:
-            if len(cfgs) + len(missing) > HOOK_CFG_MAX:
-                # Many hooks at once (a backlog across 100,000 of them): memory stays bounded,
-                # and a claim reads the ones it needs again, as the join did before.
-                cfgs.clear()
-            for r in c.execute(Q["hook_delivery_config"], (orjson.dumps(missing).decode(),)):
-                cfgs[r[0]] = _HookCfg(r[1], _PAYLOAD[r[2]], orjson.loads(r[3]), r[4], r[5], r[6],
-                                      bool(r[7]))
-        return cfgs
+        if not missing:
+            return cfgs, {}
+        fetched = {
+            r[0]: _HookCfg(r[1], _PAYLOAD[r[2]], orjson.loads(r[3]), r[4], r[5], r[6], bool(r[7]))
+            for r in c.execute(Q["hook_delivery_config"], (orjson.dumps(missing).decode(),))}
+        if len(cfgs) + len(fetched) > HOOK_CFG_MAX:
+            # Deliveries across more hooks than memory keeps (a backlog over 100,000 of them):
+            # these are read for this claim only, as the join did, and memory stays bounded.
+            return cfgs, fetched
+        cfgs.update(fetched)
+        return cfgs, {}
 
     def _claim_tx(self, c: sqlite3.Connection, claim: Claim) -> Claimed:
         full = orjson.dumps(sorted(claim.full_hosts)).decode()
@@ -971,7 +975,7 @@ class Storage:
             rows = c.execute(Q["claim_candidates"], params).fetchall()
         else:
             rows = orjson.loads(c.execute(_CLAIM_JSON, params).fetchone()[0])
-        cfgs = self._hook_cfgs(c, (r[2] for r in rows))
+        cfgs, extra = self._hook_cfgs(c, (r[2] for r in rows))
         taken: list[DueDelivery] = []
         room: dict[str, int] = {}
         # Rows of a host with less room than the limit are passed over here, not in SQL.
@@ -984,7 +988,7 @@ class Storage:
                 room[host] = 0
                 continue
             room[host] = left - 1
-            h = cfgs.get(r[2])
+            h = cfgs.get(r[2]) or extra.get(r[2])
             if h is None:
                 continue  # deleted since the candidates were read: impossible in one transaction
             expires = h.old_secret_expires_at
