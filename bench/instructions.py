@@ -109,15 +109,21 @@ def bodies(kind: str) -> tuple[bytes, int]:
     return orjson.dumps(event("bench.a", 1)), 1
 
 
+async def counted_gateway(g: Gateway, tree: str | None) -> Counted:
+    """`gateway serve` for g under callgrind (from `tree` if given), once it answers."""
+    g.make_keys()
+    env = {"PYTHONPATH": tree} if tree else {}
+    c = Counted([PYTHON, "-m", "gateway", "serve", "--config", str(g.config)], env, g.log)
+    g.proc = c.proc
+    await wait_http(f"{g.base}/readyz", 300, c.proc, "gateway under valgrind")
+    return c
+
+
 async def ingest_gateway(kind: str, tree: str | None, n: int, recv: Any) -> float:
     body, per = bodies(kind)
     g = Gateway()
-    g.make_keys()
     try:
-        env = {"PYTHONPATH": tree} if tree else {}
-        c = Counted([PYTHON, "-m", "gateway", "serve", "--config", str(g.config)], env, g.log)
-        g.proc = c.proc
-        await wait_http(f"{g.base}/readyz", 300, c.proc, "gateway under valgrind")
+        c = await counted_gateway(g, tree)
         async with g.api() as api:
             hook = await api.create_hook(recv.url("0"), ["bench.a"])
             await api.set_status(hook, "paused")
@@ -152,12 +158,8 @@ async def ingest_bare(kind: str, n: int) -> float:
 
 async def delivery_gateway(tree: str | None, n: int, recv: Any) -> float:
     g = Gateway(delivery={"max_in_flight": 64, "max_in_flight_per_host": 64})
-    g.make_keys()
     try:
-        env = {"PYTHONPATH": tree} if tree else {}
-        c = Counted([PYTHON, "-m", "gateway", "serve", "--config", str(g.config)], env, g.log)
-        g.proc = c.proc
-        await wait_http(f"{g.base}/readyz", 300, c.proc, "gateway under valgrind")
+        c = await counted_gateway(g, tree)
         async with g.api() as api:
             hook = await api.create_hook(recv.url("0"), ["bench.a"])
             await api.set_status(hook, "paused")
