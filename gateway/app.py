@@ -168,7 +168,7 @@ async def authenticate(request: web.Request, handler: Handler, public: bool
         raise Unauthorized("the Authorization header must be: Bearer <key>")
     storage = request.app[STORAGE]
     key_hash = hash_key(token)
-    key = storage.cached_key(key_hash) or await storage.key_by_hash(key_hash)
+    key = storage.cached_key(key_hash) or await storage.fetch_key(key_hash)
     if key is None:
         if public:
             return await handler(request)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import collections
 from bisect import bisect_left
-from collections import Counter as Counter_
 from collections.abc import Iterator, Mapping
 from typing import Protocol
 
@@ -51,7 +51,7 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = r = CollectorRegistry()
         # HTTP and publishing figures: plain numbers, rendered by _HotCollector.
-        self.http_requests: Counter_[tuple[str, str, int]] = Counter_()
+        self.http_requests: collections.Counter[tuple[str, str, int]] = collections.Counter()
         self.http_seconds: dict[tuple[str, str], Histogram] = {}
         self.events_published = 0
         self.latency = Histogram(DELIVERY_BUCKETS)

@@ -10,7 +10,8 @@ import re
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections import ChainMap
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache, partial
 from importlib import resources
@@ -623,7 +624,7 @@ class Storage:
 
     def cached_key(self, key_hash: bytes) -> ApiKey | None:
         """The key, if this process holds it and the marker file has not changed since: the
-        request path's check, without a coroutine. None: ask key_by_hash."""
+        request path's check, without a coroutine. None: ask fetch_key."""
         stamp = self._keys_stamp()
         if stamp != self._keys_seen:
             self._keys.clear()
@@ -638,8 +639,11 @@ class Storage:
         the marker after their commit, so a revoked key is refused from the next request on,
         in this process and any other on the same database."""
         hit = self.cached_key(key_hash)
-        if hit is not None:
-            return hit
+        return hit if hit is not None else await self.fetch_key(key_hash)
+
+    async def fetch_key(self, key_hash: bytes) -> ApiKey | None:
+        """The key from the database, kept if no change landed meanwhile; what key_by_hash
+        does once cached_key, just called, had nothing."""
         stamp = self._keys_seen
         try:
             assert self._probe is not None, "storage is not open"
@@ -949,22 +953,21 @@ class Storage:
         if ids:
             await self._tx(lambda c: c.executemany(Q["claims_release"], [(i,) for i in ids]), relaxed=True)
 
-    def _hook_cfgs(self, c: sqlite3.Connection, hook_ids: Iterable[str]
-                   ) -> tuple[dict[str, _HookCfg], dict[str, _HookCfg]]:
-        """(the configs kept in memory, those read for this claim only)."""
+    def _hook_cfgs(self, c: sqlite3.Connection, hook_ids: set[str]) -> Mapping[str, _HookCfg]:
+        """What the claim's hooks need, from memory or read now (and kept, up to the bound)."""
         cfgs = self._hook_cfg
-        missing = [h for h in set(hook_ids) if h not in cfgs]
+        missing = [h for h in hook_ids if h not in cfgs]
         if not missing:
-            return cfgs, {}
+            return cfgs
         fetched = {
             r[0]: _HookCfg(r[1], _PAYLOAD[r[2]], orjson.loads(r[3]), r[4], r[5], r[6], bool(r[7]))
             for r in c.execute(Q["hook_delivery_config"], (orjson.dumps(missing).decode(),))}
         if len(cfgs) + len(fetched) > HOOK_CFG_MAX:
             # Deliveries across more hooks than memory keeps (a backlog over 100,000 of them):
             # these are read for this claim only, as the join did, and memory stays bounded.
-            return cfgs, fetched
+            return ChainMap(fetched, cfgs)
         cfgs.update(fetched)
-        return cfgs, {}
+        return cfgs
 
     def _claim_tx(self, c: sqlite3.Connection, claim: Claim) -> Claimed:
         full = orjson.dumps(sorted(claim.full_hosts)).decode()
@@ -975,7 +978,9 @@ class Storage:
             rows = c.execute(Q["claim_candidates"], params).fetchall()
         else:
             rows = orjson.loads(c.execute(_CLAIM_JSON, params).fetchone()[0])
-        cfgs, extra = self._hook_cfgs(c, (r[2] for r in rows))
+        # (The claim's join with hooks and this read are one transaction: every row's hook is
+        # there.)
+        cfgs = self._hook_cfgs(c, {r[2] for r in rows})
         taken: list[DueDelivery] = []
         room: dict[str, int] = {}
         # Rows of a host with less room than the limit are passed over here, not in SQL.
@@ -988,9 +993,7 @@ class Storage:
                 room[host] = 0
                 continue
             room[host] = left - 1
-            h = cfgs.get(r[2]) or extra.get(r[2])
-            if h is None:
-                continue  # deleted since the candidates were read: impossible in one transaction
+            h = cfgs[r[2]]
             expires = h.old_secret_expires_at
             secrets = (h.secret, h.old_secret) if h.old_secret and expires and now < expires \
                 else (h.secret,)
@@ -999,7 +1002,7 @@ class Storage:
                 id=r[0], event_id=r[1], hook_id=r[2], account=r[3], topic=r[4],
                 sequence=r[5], attempts=r[6], manual=bool(r[7]), target_url=h.target_url,
                 host=host, payload=h.payload, headers=h.headers, secrets=secrets,
-                data_json=data if data.__class__ is bytes else str(data).encode(),
+                data_json=data if data.__class__ is bytes else data.encode(),  # (JSON: text)
                 resource_url=r[10], event_created_at=r[11] / 1e6, ordered=h.ordered,
             ))
             if len(taken) >= limit:
