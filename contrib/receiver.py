@@ -8,6 +8,7 @@ in that file (read on every request, so it can be written after the hook is crea
 from __future__ import annotations
 
 import argparse
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -22,6 +23,11 @@ def verify(secret: str, headers: dict[str, str], body: bytes) -> bool:
     signed = f"{headers['webhook-id']}.{headers['webhook-timestamp']}.".encode() + body
     expected = base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
     return any(hmac.compare_digest(f"v1,{expected}", s) for s in headers["webhook-signature"].split())
+
+
+def read_secret(path: str) -> str | None:
+    p = Path(path)
+    return p.read_text().strip() if p.exists() else None
 
 
 def main() -> None:
@@ -40,9 +46,12 @@ def main() -> None:
             return web.Response(status=200, headers={"X-Hook-Secret": request.headers["X-Hook-Secret"]})
         headers = {k.lower(): v for k, v in request.headers.items()}
         check = ""
-        if args.secret_file and Path(args.secret_file).exists() and "webhook-signature" in headers:
-            ok = verify(Path(args.secret_file).read_text().strip(), headers, body)
-            check = " signature OK" if ok else " SIGNATURE MISMATCH"
+        if args.secret_file and "webhook-signature" in headers:
+            # Read per delivery: the secret file may be written (or rotated) after start-up.
+            secret = await asyncio.to_thread(read_secret, args.secret_file)
+            if secret is not None:
+                ok = verify(secret, headers, body)
+                check = " signature OK" if ok else " SIGNATURE MISMATCH"
         print(f"delivery {headers.get('webhook-id')}{check}: {body.decode()}", flush=True)
         return web.Response(status=args.status)
 
