@@ -91,13 +91,23 @@ SCHEMA_VERSION = MIGRATIONS[-1][0]
 # statement step per row would hand the GIL between that thread and the busy event loop once
 # per row. On the loop itself the plain rows are cheaper (no JSON built and parsed again).
 _CLAIM_COLUMNS = 12
-_CLAIM_JSON = (
-    "WITH claim(" + ", ".join(f"c{i}" for i in range(_CLAIM_COLUMNS)) + ") AS ("
-    + Q["claim_candidates"] + ") SELECT json_group_array(json_array("
-    # (c9, the event's data, is a BLOB, which JSON cannot hold: as text it is the JSON itself.)
-    + ", ".join("CAST(c9 AS TEXT)" if i == 9 else f"c{i}" for i in range(_CLAIM_COLUMNS))
-    + ")) FROM claim"
-)
+
+
+def _claim_json(sql: str) -> str:
+    return (
+        "WITH claim(" + ", ".join(f"c{i}" for i in range(_CLAIM_COLUMNS)) + ") AS ("
+        + sql + ") SELECT json_group_array(json_array("
+        # (c9, the event's data, is a BLOB, which JSON cannot hold: as text it is the JSON itself.)
+        + ", ".join("CAST(c9 AS TEXT)" if i == 9 else f"c{i}" for i in range(_CLAIM_COLUMNS))
+        + ")) FROM claim"
+    )
+
+
+_CLAIM_JSON = {name: _claim_json(Q[name])
+               for name in ("claim_candidates", "claim_candidates_of_host")}
+# Due rows of hosts at their bound that a claim in time order may walk past before it goes
+# host by host instead: walking past one costs ~0.3 µs, going by host a few index seeks a host.
+CLAIM_WALL = 1000
 
 # A batch statement's one VALUES row, `(?, ?, …)`, repeated to carry many rows in one statement.
 _VALUES_ROW = re.compile(r"VALUES\s*(\([?,\s]*\))")
@@ -320,6 +330,7 @@ class Storage:
         self.publish_commits = 0
         # Claiming transactions run: an idle or blocked delivery loop must not keep adding to it.
         self.claim_transactions = 0
+        self.claims_by_host = 0  # claims that went host by host past a wall of full hosts' rows
         # Work handed to the writer's thread and not finished there yet (counted down in that
         # thread, so a cancelled caller cannot make it look idle while it still runs).
         self._in_thread = 0
@@ -969,15 +980,47 @@ class Storage:
         cfgs.update(fetched)
         return cfgs
 
-    def _claim_tx(self, c: sqlite3.Connection, claim: Claim) -> Claimed:
-        full = orjson.dumps(sorted(claim.full_hosts)).decode()
-        now, limit = claim.now, claim.limit
-        params = (now, full, limit)
-        rows: list[Any]
+    def _candidates(self, c: sqlite3.Connection, name: str, params: tuple[Any, ...]) -> list[Any]:
         if threading.get_ident() == self._loop_thread:
-            rows = c.execute(Q["claim_candidates"], params).fetchall()
+            return c.execute(Q[name], params).fetchall()
+        return orjson.loads(c.execute(_CLAIM_JSON[name], params).fetchone()[0])  # type: ignore[no-any-return]
+
+    def _behind_wall(self, c: sqlite3.Connection, full_hosts: Sequence[str], now: float) -> bool:
+        """Whether the hosts at their bound hold CLAIM_WALL or more due rows between them."""
+        left = CLAIM_WALL
+        for host in full_hosts:
+            left -= c.execute(Q["due_of_host"], (host, now, left)).fetchone()[0]
+            if left <= 0:
+                return True
+        return False
+
+    def _candidates_by_host(self, c: sqlite3.Connection, claim: Claim,
+                            full_hosts: Sequence[str]) -> list[Any]:
+        """The claim host by host, hosts with the oldest due row first: none of the full hosts'
+        rows is read, however many there are."""
+        now, limit = claim.now, claim.limit
+        skip = set(full_hosts)
+        hosts = sorted(((first, host) for host, first in c.execute(Q["due_hosts"])
+                        if first <= now and host not in skip))
+        rows: list[Any] = []
+        for _, host in hosts:
+            want = min(limit - len(rows), claim.host_room.get(host, claim.default_room))
+            if want > 0:
+                rows += self._candidates(c, "claim_candidates_of_host", (now, host, want))
+            if len(rows) >= limit:
+                break
+        return rows
+
+    def _claim_tx(self, c: sqlite3.Connection, claim: Claim) -> Claimed:
+        now, limit = claim.now, claim.limit
+        full_hosts = sorted(claim.full_hosts)
+        rows: list[Any]
+        if full_hosts and self._behind_wall(c, full_hosts, now):
+            rows = self._candidates_by_host(c, claim, full_hosts)
+            self.claims_by_host += 1
         else:
-            rows = orjson.loads(c.execute(_CLAIM_JSON, params).fetchone()[0])
+            rows = self._candidates(c, "claim_candidates",
+                                    (now, orjson.dumps(full_hosts).decode(), limit))
         # (The claim's join with hooks and this read are one transaction: every row's hook is
         # there.)
         cfgs = self._hook_cfgs(c, {r[2] for r in rows})

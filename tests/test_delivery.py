@@ -18,6 +18,7 @@ import pytest
 from aiohttp import web
 from standardwebhooks import Webhook
 
+import gateway.storage as storage_mod
 from gateway import __version__
 from tests.conftest import Gateway, Receiver, echo_handshake, wait_until
 
@@ -580,7 +581,11 @@ async def _none_pending(gw: Gateway, hook_id: str) -> bool:
     return not await deliveries(gw, hook_id, "&status=pending")
 
 
-async def test_a_hung_host_uses_only_its_own_slots(start_gateway, make_receiver) -> None:
+@pytest.mark.parametrize("wall", [1000, 2], ids=["in-time-order", "host-by-host"])
+async def test_a_hung_host_uses_only_its_own_slots(start_gateway, make_receiver, wall: int,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    # With a wall of 2, the hung host's 4 waiting rows send claims host by host (past them).
+    monkeypatch.setattr(storage_mod, "CLAIM_WALL", wall)
     gw = await start_gateway(delivery={"max_in_flight_per_host": 2, "timeout_seconds": 20,
                                        "poll_interval_seconds": 30})
     a, b = await make_receiver(), await make_receiver()
@@ -610,6 +615,7 @@ async def test_a_hung_host_uses_only_its_own_slots(start_gateway, make_receiver)
     await a.wait_for(7)
     assert a.max_in_flight == 2
     assert b.max_in_flight <= 2
+    assert (gw.storage.claims_by_host > 0) == (wall == 2)
 
 
 async def test_address_refused_at_delivery_time(start_gateway, make_receiver) -> None:

@@ -520,3 +520,71 @@ async def test_hook_delivery_configs_in_memory_stay_bounded(tmp_path: Path,
         assert seen == 30
     finally:
         await storage.close()
+
+
+async def test_a_claim_past_a_wall_of_full_hosts_rows_goes_host_by_host(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A host at its bound with many due rows at the head of the time-ordered index: a claim
+    goes host by host instead of walking past them, and takes what the time-ordered claim
+    would: the other hosts' due rows, oldest first, within each host's room and the limit,
+    an ordered hook's lowest pending row only, the same on the loop and in the thread."""
+    import gateway.storage as storage_mod
+    from gateway.storage import Claim
+
+    monkeypatch.setattr(storage_mod, "CLAIM_WALL", 5)
+    storage = Storage(str(tmp_path / "g.db"))
+    await storage.open()
+    now = time.time()
+    try:
+        await storage.put_topics([("contact.created", "")], now)
+        for host, ordered in (("dead.example", False), ("a.example", False),
+                              ("b.example", True)):
+            await storage.create_hook(
+                account="acme", target_url=f"https://{host}/h", host=host,
+                topics=["contact.created"], payload=PayloadMode.FULL, ordered=ordered,
+                description="", headers={}, secret=new_secret(), now=now)
+        for i in range(8):  # each event: one row per host, in time order
+            await storage.publish([NewEvent(account="acme", topic="contact.created",
+                                            data_json=b'{"i":%d}' % i, resource_url=None,
+                                            idempotency_key=None)], now + i / 100)
+
+        def spec(limit: int, room: dict[str, int]) -> Claim:
+            return Claim(now=now + 1, limit=limit, host_room={"dead.example": 0, **room},
+                         default_room=100)
+
+        def seen(rows: list[Any]) -> list[tuple[str, bytes]]:
+            return [(d.host, d.data_json) for d in rows]
+
+        a_rows = [("a.example", b'{"i":%d}' % i) for i in range(8)]
+        # Below the wall (4 of the dead host's rows), the claim stays in time order.
+        monkeypatch.setattr(storage_mod, "CLAIM_WALL", 9)
+        got = await storage.claim_due(spec(100, {}))
+        assert storage.claims_by_host == 0
+        assert sorted(seen(got.rows)) == sorted([*a_rows, ("b.example", b'{"i":0}')])
+        assert got.exhausted
+        await storage.release_claims([d.id for d in got.rows])
+
+        monkeypatch.setattr(storage_mod, "CLAIM_WALL", 5)
+        got = await storage.claim_due(spec(100, {}))
+        assert storage.claims_by_host == 1
+        # a.example's first row is the oldest due (the dead host's is skipped): it goes first.
+        assert seen(got.rows) == [*a_rows, ("b.example", b'{"i":0}')]
+        assert got.exhausted
+        await storage.release_claims([d.id for d in got.rows])
+
+        got = await storage.claim_due(spec(100, {"a.example": 3}))
+        assert seen(got.rows) == [*a_rows[:3], ("b.example", b'{"i":0}')]
+        await storage.release_claims([d.id for d in got.rows])
+
+        got = await storage.claim_due(spec(2, {}))
+        assert seen(got.rows) == a_rows[:2] and not got.exhausted
+        in_thread = await storage._run(lambda c: storage._claim_tx(c, spec(100, {})))
+        # Now b.example's row is the oldest due.
+        assert seen(in_thread.rows) == [("b.example", b'{"i":0}'), *a_rows[2:]]
+        assert storage.claims_by_host == 4
+        with sqlite3.connect(tmp_path / "g.db") as db:
+            assert db.execute("SELECT host, COUNT(*) FROM deliveries WHERE claimed = 1 "
+                              "GROUP BY host ORDER BY host").fetchall() == [
+                ("a.example", 8), ("b.example", 1)]
+    finally:
+        await storage.close()

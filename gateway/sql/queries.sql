@@ -153,7 +153,7 @@ WHERE id = ? AND status IN ('pending', 'failed');
 -- storage.py), which keeps 15 digits of a REAL, and both ways must give the same value.
 SELECT d.id, d.event_id, d.hook_id, d.account, d.topic, d.sequence, d.attempts, d.manual, d.host,
        e.data, e.resource_url, CAST(round(e.created_at * 1000000) AS INTEGER)
-FROM deliveries d
+FROM deliveries d INDEXED BY deliveries_due
 JOIN hooks h ON h.id = d.hook_id
 JOIN events e ON e.id = d.event_id
 WHERE d.status = 'pending' AND d.held = 0 AND d.claimed = 0 AND d.next_attempt_at <= ?
@@ -166,6 +166,46 @@ WHERE d.status = 'pending' AND d.held = 0 AND d.claimed = 0 AND d.next_attempt_a
                         WHERE y.hook_id = d.hook_id AND y.status = 'pending' AND y.claimed = 1)))
 ORDER BY d.next_attempt_at
 LIMIT ?;
+
+-- name: claim_candidates_of_host
+-- claim_candidates for one host that has room (see due_hosts): the same columns and filters.
+SELECT d.id, d.event_id, d.hook_id, d.account, d.topic, d.sequence, d.attempts, d.manual, d.host,
+       e.data, e.resource_url, CAST(round(e.created_at * 1000000) AS INTEGER)
+FROM deliveries d INDEXED BY deliveries_due_by_host
+JOIN hooks h ON h.id = d.hook_id
+JOIN events e ON e.id = d.event_id
+WHERE d.status = 'pending' AND d.held = 0 AND d.claimed = 0 AND d.next_attempt_at <= ?
+  AND d.host = ?
+  AND h.status = 'active' AND h.deleted_at IS NULL
+  AND (h.ordered = 0 OR (
+        d.sequence = (SELECT MIN(x.sequence) FROM deliveries x
+                      WHERE x.hook_id = d.hook_id AND x.status = 'pending')
+        AND NOT EXISTS (SELECT 1 FROM deliveries y
+                        WHERE y.hook_id = d.hook_id AND y.status = 'pending' AND y.claimed = 1)))
+ORDER BY d.next_attempt_at
+LIMIT ?;
+
+-- name: due_hosts
+-- Every host with rows in the due index and its earliest one: one index seek per host (a skip
+-- scan), not a read of every row.
+WITH RECURSIVE hosts(host) AS (
+    SELECT MIN(host) FROM deliveries INDEXED BY deliveries_due_by_host
+    WHERE status = 'pending' AND held = 0 AND claimed = 0
+    UNION ALL
+    SELECT (SELECT MIN(d.host) FROM deliveries d INDEXED BY deliveries_due_by_host
+            WHERE d.status = 'pending' AND d.held = 0 AND d.claimed = 0 AND d.host > hosts.host)
+    FROM hosts WHERE hosts.host IS NOT NULL
+)
+SELECT host, (SELECT MIN(d.next_attempt_at) FROM deliveries d INDEXED BY deliveries_due_by_host
+              WHERE d.status = 'pending' AND d.held = 0 AND d.claimed = 0 AND d.host = hosts.host)
+FROM hosts WHERE host IS NOT NULL;
+
+-- name: due_of_host
+-- How many of a host's rows are due, counting no further than the given cap.
+SELECT COUNT(*) FROM (
+    SELECT 1 FROM deliveries INDEXED BY deliveries_due_by_host
+    WHERE status = 'pending' AND held = 0 AND claimed = 0 AND host = ? AND next_attempt_at <= ?
+    LIMIT ?);
 
 -- name: hook_delivery_config
 -- What a delivery needs of its hooks; rows of (id) as a JSON array.
