@@ -151,6 +151,8 @@ WHERE id = ? AND status IN ('pending', 'failed');
 -- joined only to filter: its columns on every row were half the cost of a claim.
 -- The event's time goes as whole microseconds: the claim also travels as JSON (see
 -- storage.py), which keeps 15 digits of a REAL, and both ways must give the same value.
+-- storage.py derives the claim of one host from this text (_of_one_host): keep the index hint
+-- and the host filter as they are written here.
 SELECT d.id, d.event_id, d.hook_id, d.account, d.topic, d.sequence, d.attempts, d.manual, d.host,
        e.data, e.resource_url, CAST(round(e.created_at * 1000000) AS INTEGER)
 FROM deliveries d INDEXED BY deliveries_due
@@ -159,24 +161,6 @@ JOIN events e ON e.id = d.event_id
 WHERE d.status = 'pending' AND d.held = 0 AND d.claimed = 0 AND d.next_attempt_at <= ?
   AND h.status = 'active' AND h.deleted_at IS NULL
   AND d.host NOT IN (SELECT value FROM json_each(?))
-  AND (h.ordered = 0 OR (
-        d.sequence = (SELECT MIN(x.sequence) FROM deliveries x
-                      WHERE x.hook_id = d.hook_id AND x.status = 'pending')
-        AND NOT EXISTS (SELECT 1 FROM deliveries y
-                        WHERE y.hook_id = d.hook_id AND y.status = 'pending' AND y.claimed = 1)))
-ORDER BY d.next_attempt_at
-LIMIT ?;
-
--- name: claim_candidates_of_host
--- claim_candidates for one host that has room (see due_hosts): the same columns and filters.
-SELECT d.id, d.event_id, d.hook_id, d.account, d.topic, d.sequence, d.attempts, d.manual, d.host,
-       e.data, e.resource_url, CAST(round(e.created_at * 1000000) AS INTEGER)
-FROM deliveries d INDEXED BY deliveries_due_by_host
-JOIN hooks h ON h.id = d.hook_id
-JOIN events e ON e.id = d.event_id
-WHERE d.status = 'pending' AND d.held = 0 AND d.claimed = 0 AND d.next_attempt_at <= ?
-  AND d.host = ?
-  AND h.status = 'active' AND h.deleted_at IS NULL
   AND (h.ordered = 0 OR (
         d.sequence = (SELECT MIN(x.sequence) FROM deliveries x
                       WHERE x.hook_id = d.hook_id AND x.status = 'pending')
