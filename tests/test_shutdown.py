@@ -170,3 +170,53 @@ async def test_a_start_up_failing_after_the_database_opened_exits(tmp_path: Path
     assert rc == 1, err
     assert "database is locked" in err
     assert await connection_refused(port)
+
+
+async def test_requests_and_attempts_in_flight_share_one_grace_period(
+        tmp_path: Path, receiver: Receiver) -> None:
+    """SIGTERM with both a request and a delivery attempt outlasting the grace period: they
+    wait out the same grace period side by side, so the process exits after about one of
+    them, not two (the attempts' grace used to start only once the requests' had ended)."""
+    grace = 3.0
+    SlowReceiver(receiver, 60.0)
+    port = free_port()
+    config = write_config(tmp_path, port, delivery={"shutdown_grace_seconds": grace,
+                                                    "timeout_seconds": 30},
+                          log={"level": "info"})
+    publisher = await create_key(config, "publisher")
+    subscriber = await create_key(config, "subscriber", "acme")
+    gw = ServeProcess(config, port)
+    writer = None
+    try:
+        await gw.start()
+        status, hook = await gw.call("POST", "/v1/hooks", subscriber,
+                                     {"target_url": receiver.url + "/hook", "topics": [TOPIC]})
+        assert status == 201, hook
+        status, out = await gw.call("POST", "/v1/events", publisher,
+                                    {"topic": TOPIC, "account": "acme", "data": {}})
+        assert status == 202, out
+        await wait_until(lambda: receiver.in_flight >= 1, 10, "a delivery in flight")
+        # A publish whose body never finishes arriving: its handler waits on the body.
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(f"POST /v1/events HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer "
+                     f"{publisher}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n"
+                     f"\r\n{{".encode())
+        await writer.drain()
+        # Answered after the bytes above were read (one event loop, data handled in order).
+        status, _ = await gw.call("GET", "/v1/topics", publisher)
+        assert status == 200
+        assert gw.proc is not None
+        gw.proc.send_signal(signal.SIGTERM)
+        sent = time.monotonic()
+        assert await gw.wait_exit(2 * grace + MARGIN) == 0, gw.log_text()
+        took = time.monotonic() - sent
+        stopped = [e for e in gw.log_events() if e.get("event") == "delivery_stopped"]
+        assert len(stopped) == 1 and stopped[0]["handed_back"] == 1, gw.log_text()
+        assert await reader.read() == b""  # the unfinished request was cut off, not answered
+        print(f"\nSIGTERM with a request and an attempt in flight, grace {grace}s: exit after "
+              f"{took:.2f}s")
+        assert grace <= took < grace + 1.5, f"{took:.2f}s"
+    finally:
+        if writer is not None:
+            writer.close()
+        await gw.close()
