@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import random
 import re
@@ -238,8 +237,6 @@ def create_app(config: Config, *, clock: Clock | None = None, rng: Random | None
         yield
         await session.close()
 
-    stopping: list[asyncio.Task[None]] = []
-
     async def delivery_ctx(app: web.Application) -> AsyncIterator[None]:
         base = config.server.public_url or _local_base(config)
         dispatcher = Dispatcher(app[CLIENT], app[POLICY], config.delivery, app[CLOCK],
@@ -249,14 +246,13 @@ def create_app(config: Config, *, clock: Clock | None = None, rng: Random | None
         await engine.start(background=run_delivery_loop)
         app[ENGINE] = engine
         yield
-        await (stopping[0] if stopping else engine.stop())
+        await engine.stop()
 
     async def begin_stop(app: web.Application) -> None:
-        # on_shutdown runs before the server waits out the requests in flight: the attempts'
-        # grace period runs alongside that wait. Run after it (in cleanup), a stop took up to
-        # twice shutdown_grace_seconds.
-        if ENGINE in app and not stopping:
-            stopping.append(asyncio.create_task(app[ENGINE].stop()))
+        # on_shutdown runs before the server waits out the requests in flight (see
+        # DeliveryEngine.begin_stop); the cleanup above then waits for that same stop.
+        if ENGINE in app:
+            app[ENGINE].begin_stop()
 
     # Torn down in reverse: the loop stops before the client session and the database close.
     app.cleanup_ctx.extend([storage_ctx, client_ctx, delivery_ctx])

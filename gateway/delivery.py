@@ -78,6 +78,7 @@ class DeliveryEngine:
         self._recorder_done = False
         self._purged_at = float("-inf")
         self._stopping = False
+        self._stop_task: asyncio.Task[None] | None = None
         self._gone: set[str] = set()  # hooks that answered 410, until that is recorded
         self._loop_task: asyncio.Task[None] | None = None
         self._recorder_task: asyncio.Task[None] | None = None
@@ -112,9 +113,22 @@ class DeliveryEngine:
                     return
                 await self._progress.wait()
 
+    def begin_stop(self) -> None:
+        """Start stopping (see stop) without waiting for it: on SIGTERM the grace period for
+        attempts runs beside the HTTP server's wait for requests in flight, not after it (a
+        stop took up to twice shutdown_grace_seconds)."""
+        if self._stop_task is None:
+            self._stop_task = asyncio.create_task(self._stop())
+
     async def stop(self) -> None:
         """Stop claiming, let attempts in flight finish within the grace period, cancel the
-        rest, record what finished and hand every unfinished claim back."""
+        rest, record what finished and hand every unfinished claim back. Once, however often
+        it is called."""
+        self.begin_stop()
+        assert self._stop_task is not None
+        await self._stop_task
+
+    async def _stop(self) -> None:
         self._stopping = True
         self._wake.set()
         if self._loop_task is not None:

@@ -880,6 +880,7 @@ class Storage:
             try:
                 results = await self._tx_split(partial(self._publish_tx, batch=batch))
                 self.publish_commits += 1
+                # Counted here, on the loop: _publish_tx may run in the database thread.
                 self._count_rows(sum(len(ps) + sum(p.deliveries for p in ps) for ps in results))
             except Exception as exc:
                 # One bad request must not sink its neighbours: retry each on its own.
