@@ -15,7 +15,7 @@ in them, and the database thread's work is. Not a target; a tool for A/Bs and fo
   bench/bareclient.py sending N and 2N requests, the difference divided by N (its start-up
   is in both and cancels out).
 
-Run: python bench/instructions.py [single batch delivery] [--tree DIR ...] [--n N]
+Run: python bench/instructions.py [single batch delivery] [--tree DIR ...] [--n N] [--hooks H]
      (--tree: a source tree put first on PYTHONPATH, e.g. a `git worktree` of another
      commit, to compare trees in one run; default: the installed gateway)
 """
@@ -156,23 +156,33 @@ async def ingest_bare(kind: str, n: int) -> float:
         shutil.rmtree(work, ignore_errors=True)
 
 
-async def delivery_gateway(tree: str | None, n: int, recv: Any) -> float:
+async def delivery_gateway(tree: str | None, n: int, recv: Any, hooks: int = 1) -> float:
+    """n deliveries to one hook; or, with hooks > 1, n // hooks events each delivered to every
+    hook (one path each on the same receiver), counted from before the first hook is resumed:
+    the resumes are in the count, the same in every tree."""
     g = Gateway(delivery={"max_in_flight": 64, "max_in_flight_per_host": 64})
     try:
         c = await counted_gateway(g, tree)
         async with g.api() as api:
-            hook = await api.create_hook(recv.url("0"), ["bench.a"])
-            await api.set_status(hook, "paused")
-            await publish_all(api, [event("bench.a", i) for i in range(n)])
-            await recv.reset(n)
-            await api.set_status(hook, "active")
-            c.on()  # (after the resume's own update of the n rows)
+            ids = [await api.create_hook(recv.url(str(h)), ["bench.a"]) for h in range(hooks)]
+            for hook in ids:
+                await api.set_status(hook, "paused")
+            await publish_all(api, [event("bench.a", i) for i in range(n // hooks)])
+            await recv.reset(n // hooks * hooks)
+            if hooks > 1:
+                c.on()
+            for hook in ids:
+                await api.set_status(hook, "active")
+            if hooks == 1:
+                c.on()  # (after the resume's own update of the n rows)
             await wait_all([recv], 900)
-            while True:  # every attempt recorded: polled, the gateway is another process
-                if await api.pending_empty(hook):
-                    break
-                await asyncio.sleep(0.2)
-            return c.off() / n
+            waiting = list(ids)
+            while waiting:  # every attempt recorded: polled, the gateway is another process
+                if await api.pending_empty(waiting[-1]):
+                    waiting.pop()
+                else:
+                    await asyncio.sleep(0.2)
+            return c.off() / (n // hooks * hooks)
     finally:
         g.cleanup()
 
@@ -203,6 +213,8 @@ async def main() -> None:
     p.add_argument("--tree", action="append", default=[],
                    help="a gateway source tree to count (repeatable); default: the installed one")
     p.add_argument("--n", type=int, default=0, help="requests or deliveries (default per case)")
+    p.add_argument("--hooks", type=int, default=1,
+                   help="delivery: spread the deliveries over this many hooks (each event to all)")
     a = p.parse_args()
     if not shutil.which("valgrind") or not shutil.which("callgrind_control"):
         sys.exit("valgrind (callgrind) is not installed: apt install valgrind")
@@ -220,7 +232,7 @@ async def main() -> None:
             print(f"{case:9s} bare            {bare:>11,.0f} instructions/{unit}", flush=True)
             for tree in trees:
                 if case == "delivery":
-                    gw = await delivery_gateway(tree, n, recv)
+                    gw = await delivery_gateway(tree, n, recv, a.hooks)
                 else:
                     gw = await ingest_gateway(case, tree, n, recv)
                 print(f"{case:9s} {tree or 'gateway':15s} {gw:>11,.0f} instructions/{unit}"
