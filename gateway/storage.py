@@ -818,7 +818,7 @@ class Storage:
             if new_status is not None and new_status is not old:
                 c.execute(Q["hook_set_status"], (new_status.value, now, hook_id))
                 if new_status is HookStatus.ACTIVE:
-                    c.execute(Q["hook_success"], (hook_id,))
+                    _execute_rows(c, "hook_success", [(hook_id,)])
                     if old is HookStatus.DISABLED:
                         c.execute(Q["hook_resume_deliveries"], (now, now, hook_id))
                     else:
@@ -1133,6 +1133,7 @@ class Storage:
             streaks: dict[str, list[AttemptResult]] = {}
             for r in results:
                 streaks.setdefault(r.hook_id, []).append(r)
+            ok: list[tuple[str]] = []  # hooks whose streak ends in a success: one statement
             for hook_id, rs in streaks.items():
                 if any(r.gone for r in rs):
                     st = c.execute(Q["hook_failure_state"], (hook_id,)).fetchone()
@@ -1146,7 +1147,7 @@ class Storage:
                 last_ok = max((i for i, r in enumerate(rs) if not r.hook_failed), default=-1)
                 fails = rs[last_ok + 1:]
                 if not fails:
-                    c.execute(Q["hook_success"], (hook_id,))
+                    ok.append((hook_id,))
                     continue
                 st = c.execute(Q["hook_failure_state"], (hook_id,)).fetchone()
                 if st is None:
@@ -1164,6 +1165,7 @@ class Storage:
                     c.execute(Q["hook_set_held"], (1, hook_id))
                     summary.disabled_hooks.append(hook_id)
                     self._forget_hooks(st["account"])
+            _execute_rows(c, "hook_success", ok)
 
         def record_then_claim(c: sqlite3.Connection) -> None:
             tx(c)

@@ -432,6 +432,36 @@ async def test_auto_disable_then_reactivation(start_gateway, receiver: Receiver)
     assert len(await deliveries(gw, hook["id"], "&status=delivered")) == 4
 
 
+async def test_a_success_ends_the_failure_streak_of_every_hook_in_the_batch(
+        start_gateway, make_receiver) -> None:
+    """Attempts to several hooks are recorded together, and the hooks whose last attempt
+    succeeded have their streaks reset together: two failures, a success, two failures is a
+    streak of two, under the bound of three; one more failure disables each hook."""
+    gw = await start_gateway(run_delivery_loop=False, delivery={
+        "disable_after_failures": 3, "disable_after_seconds": 0,
+        "retry_schedule_seconds": (3600, 3600, 3600, 3600)})
+    receivers = [await make_receiver() for _ in range(3)]
+    hooks = [await gw.hook(r) for r in receivers]
+
+    async def round_of(status: int, events: int) -> None:
+        for r in receivers:
+            r.respond = script(default=status)
+        for _ in range(events):
+            await gw.publish()
+        await gw.engine.run_until_idle()
+
+    async def statuses() -> list[str]:
+        return [(await get_json(gw, f"/v1/hooks/{h['id']}"))["status"] for h in hooks]
+
+    await round_of(500, 2)
+    await round_of(204, 1)
+    await round_of(500, 2)
+    assert await statuses() == ["active"] * 3
+    await round_of(500, 1)
+    assert await statuses() == ["disabled"] * 3
+    assert [len(r.deliveries) for r in receivers] == [6, 6, 6]
+
+
 async def test_disabling_needs_the_failure_span_too(start_gateway, receiver: Receiver) -> None:
     gw = await start_gateway(run_delivery_loop=False, delivery={
         "disable_after_failures": 2, "disable_after_seconds": 600,

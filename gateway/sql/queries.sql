@@ -73,8 +73,10 @@ WHERE id = ? AND deleted_at IS NULL;
 -- name: hook_success
 -- Only a hook with a streak is written: most batches change nothing, and an unchanged row
 -- would still dirty its page in every commit.
+-- Rows of (id), many per statement: a batch of attempts to many hooks is one statement.
+WITH ids(id) AS (VALUES (?))
 UPDATE hooks SET consecutive_failures = 0, failing_since = NULL
-WHERE id = ? AND (consecutive_failures != 0 OR failing_since IS NOT NULL);
+WHERE id IN (SELECT id FROM ids) AND (consecutive_failures != 0 OR failing_since IS NOT NULL);
 
 -- name: hook_failures
 UPDATE hooks SET consecutive_failures = ?, failing_since = ? WHERE id = ?;
