@@ -69,15 +69,15 @@ def new_monotonic_ids(prefix: str, count: int, now: float | None = None) -> list
         return [f"{prefix}_{_encode(n)}" for n in range(first, first + count)]
     p = _PAIRS
     head = f"{prefix}_{_encode(first)[:18]}"
-    # Within a run of 1,024 numbers only the last two characters change: the 24 before them
-    # are joined once a run, and the run's ids are that head plus a slice of the pair table
-    # (0.38 → 0.12 µs an id).
+    # Within a block of 1,024 numbers only the last two characters change: the 24 before them
+    # are joined once a block, and the block's ids are that head plus a slice of the pair
+    # table (0.38 → 0.12 µs an id).
     out: list[str] = []
     n, end = low, low + count
     while n < end:
         stop = min(end, (n | 1023) + 1)
-        run = head + p[n >> 30 & 1023] + p[n >> 20 & 1023] + p[n >> 10 & 1023]
-        out += map(run.__add__, p[n & 1023:((stop - 1) & 1023) + 1])
+        block = head + p[n >> 30 & 1023] + p[n >> 20 & 1023] + p[n >> 10 & 1023]
+        out += map(block.__add__, p[n & 1023:((stop - 1) & 1023) + 1])
         n = stop
     return out
 

@@ -15,7 +15,7 @@ from gateway.models import _encode, new_monotonic_id, new_monotonic_ids
 def test_a_run_of_ids_is_the_ids_one_by_one(count: int, low: int | None) -> None:
     now = time.time()
     if low is not None:  # a run that reaches, or just stops short of, the shared head's end, or
-        # crosses a run of 1,024 numbers
+        # crosses a block of 1,024 numbers (their ids share all but the last two characters)
         models._monotonic_last = (int(now * 1000) + 5 << 80) | low
     before = new_monotonic_id("dlv", now)
     run = new_monotonic_ids("dlv", count, now)
