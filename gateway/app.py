@@ -8,7 +8,7 @@ import re
 import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from functools import partial
+from enum import Enum
 
 import aiohttp
 import orjson
@@ -35,6 +35,7 @@ from gateway.dispatch import USER_AGENT, Dispatcher
 from gateway.errors import ApiError, MethodNotAllowed, NotFound, PayloadTooLarge, Unauthorized
 from gateway.logs import get_logger
 from gateway.metrics import Metrics
+from gateway.models import ApiKey
 from gateway.retry import Random
 from gateway.storage import Storage
 from gateway.targets import PolicyResolver, TargetPolicy
@@ -50,15 +51,48 @@ def problem(err: ApiError) -> web.Response:
                         content_type="application/problem+json")
 
 
-def layered(handler: Handler, route: str, public: bool) -> Handler:
-    """A route's handler inside the three layers every request goes through, outermost first:
-    observe, problems, authenticate. Wrapped once, when the route is added, rather than run as
-    an aiohttp middleware, which aiohttp builds and walks per request: 19,000 instructions of
-    a 265,000-instruction GET /healthz (callgrind, bench/README.md)."""
-    inner = partial(problems, handler=partial(authenticate, handler=handler, public=public))
+def layered(handler: Handler, route: str, public: bool, metrics: Metrics, access: bool
+            ) -> Handler:
+    """A route's handler inside what every request goes through: a request id on every log
+    line, the caller's key checked, every error as a problem document, the HTTP metrics and
+    the access line. One coroutine a request, made when the route is added: run as aiohttp
+    middlewares, which aiohttp builds and walks per request, these cost 19,000 instructions of
+    a 265,000-instruction GET /healthz (callgrind, bench/README.md), and as three nested
+    coroutines (with the metrics and the config looked up per request) another 9,000 of a
+    444,000-instruction publish."""
 
     async def run(request: web.Request) -> web.StreamResponse:
-        return await observe(request, inner, route)
+        rid = request.headers.get("X-Request-Id", "")
+        if not rid or not REQUEST_ID.match(rid):
+            rid = f"{_RID_PREFIX}{next(_rid_counter):08x}"
+        start = time.perf_counter()
+        status = 500
+        try:
+            try:
+                key = authenticate(request, public)
+                if key is _Key.FETCH:
+                    key = await fetch_principal(request, public)
+                # Each request runs in its own task, in a copy of its connection's context,
+                # where nothing is bound: what one request binds never reaches the next.
+                if key is None:
+                    structlog.contextvars.bind_contextvars(request_id=rid)
+                else:
+                    structlog.contextvars.bind_contextvars(request_id=rid, key_id=key)
+                resp = await handler(request)
+            except Exception as exc:
+                structlog.contextvars.bind_contextvars(request_id=rid)
+                resp = as_problem(request, exc)
+            status = resp.status
+            resp.headers["X-Request-Id"] = rid
+            return resp
+        finally:
+            elapsed = time.perf_counter() - start
+            # Unknown methods are one label: a client must not grow the metrics without bound.
+            method = request.method if request.method in KNOWN_METHODS else "OTHER"
+            metrics.observe_request(method, route, status, elapsed)
+            if access:
+                log.info("request", method=method, route=route, status=status,
+                         ms=round(elapsed * 1000, 2))
 
     return run
 
@@ -86,10 +120,10 @@ def _add_routes(app: web.Application, config: Config) -> None:
             # resource.canonical gives it.
             route = web.DynamicResource(d.path).canonical if "{" in d.path else d.path
             public = route in PUBLIC or (route == "/metrics" and config.security.metrics_public)
-            web.RouteDef(d.method, d.path, layered(d.handler, route, public), d.kwargs).register(
-                app.router)
-    app.router.add_route("*", "/{tail:.*}", layered(unmatched, "unmatched", False),
-                         name="unmatched")
+            web.RouteDef(d.method, d.path, layered(d.handler, route, public, app[METRICS],
+                                                   config.log.access), d.kwargs).register(app.router)
+    app.router.add_route("*", "/{tail:.*}", layered(unmatched, "unmatched", False, app[METRICS],
+                                                    config.log.access), name="unmatched")
 
 
 # Request ids this process makes: a random prefix and a counter, unique without a call to the
@@ -98,80 +132,57 @@ _RID_PREFIX = secrets.token_hex(4)
 _rid_counter = itertools.count()
 
 
-async def observe(request: web.Request, handler: Handler, route: str) -> web.StreamResponse:
-    """Request id on every log line, an access line, and the HTTP metrics."""
-    rid = request.headers.get("X-Request-Id", "")
-    if not REQUEST_ID.match(rid):
-        rid = f"{_RID_PREFIX}{next(_rid_counter):08x}"
-    # Each request runs in its own task, in a copy of its connection's context, where nothing
-    # is bound: what one request binds never reaches the next, so there is nothing to clear.
-    structlog.contextvars.bind_contextvars(request_id=rid)
-    start = time.perf_counter()
-    status = 500
-    try:
-        resp = await handler(request)
-        status = resp.status
-        resp.headers["X-Request-Id"] = rid
-        return resp
-    finally:
-        elapsed = time.perf_counter() - start
-        # Unknown methods are one label: a client must not grow the metrics without bound.
-        method = request.method if request.method in KNOWN_METHODS else "OTHER"
-        app = request.app
-        app[METRICS].observe_request(method, route, status, elapsed)
-        if app[CONFIG].log.access:
-            log.info("request", method=method, route=route, status=status,
-                     ms=round(elapsed * 1000, 2))
-
-
-async def problems(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Every error leaves as application/problem+json; nothing internal leaks out."""
-    try:
-        return await handler(request)
-    except ApiError as err:
-        return problem(err)
-    except web.HTTPRequestEntityTooLarge:
+def as_problem(request: web.Request, exc: Exception) -> web.StreamResponse:
+    """Every error leaves as application/problem+json; nothing internal leaks out. An
+    HTTPException below 400 (a redirect) is raised again for aiohttp to answer."""
+    if isinstance(exc, ApiError):
+        return problem(exc)
+    if isinstance(exc, web.HTTPRequestEntityTooLarge):
         return problem(PayloadTooLarge("request body is over the limit"))
-    except web.HTTPNotFound:
+    if isinstance(exc, web.HTTPNotFound):
         return problem(NotFound(f"no route for {request.path}"))
-    except web.HTTPMethodNotAllowed as exc:
+    if isinstance(exc, web.HTTPMethodNotAllowed):
         resp = problem(MethodNotAllowed(f"{request.method} is not allowed on {request.path}"))
         resp.headers["Allow"] = ", ".join(sorted(exc.allowed_methods))
         return resp
-    except web.HTTPException as exc:
+    if isinstance(exc, web.HTTPException):
         if exc.status >= 400:
             generic = ApiError(exc.reason)
             generic.status = exc.status  # type: ignore[misc]
             return problem(generic)
-        raise
-    except Exception:
-        log.exception("unhandled_error", path=request.path)
-        return problem(ApiError("internal error; the request id is in the X-Request-Id header"))
+        raise exc
+    log.exception("unhandled_error", path=request.path)  # (called while handling exc)
+    return problem(ApiError("internal error; the request id is in the X-Request-Id header"))
 
 
 _PRINCIPALS: dict[bytes, Principal] = {}  # by key hash, while the storage holds that key
 
 
-async def authenticate(request: web.Request, handler: Handler, public: bool
-                       ) -> web.StreamResponse:
+class _Key(Enum):
+    FETCH = "fetch"  # authenticate's answer when the key is not in memory: fetch_principal
+
+
+def _bearer(request: web.Request, public: bool) -> bytes | None:
+    """The hash of the request's bearer key; None for a public route without a usable one."""
     header = request.headers.get("Authorization")
     if header is None:
         if not public:
             raise Unauthorized("missing API key: send Authorization: Bearer <key>")
-        return await handler(request)
+        return None
     scheme, _, token = header.partition(" ")
     token = token.strip()
     # Keys are ASCII; a header with other bytes arrives surrogate-escaped and cannot be hashed.
     if scheme.lower() != "bearer" or not token or len(token) > 200 or not token.isascii():
         if public:
-            return await handler(request)
+            return None
         raise Unauthorized("the Authorization header must be: Bearer <key>")
-    storage = request.app[STORAGE]
-    key_hash = hash_key(token)
-    key = storage.cached_key(key_hash) or await storage.fetch_key(key_hash)
+    return hash_key(token)
+
+
+def _admit(request: web.Request, key_hash: bytes, key: ApiKey | None, public: bool) -> str | None:
     if key is None:
         if public:
-            return await handler(request)
+            return None
         raise Unauthorized("unknown or revoked API key")
     p = _PRINCIPALS.get(key_hash)
     if p is None or p.key is not key:
@@ -179,8 +190,27 @@ async def authenticate(request: web.Request, handler: Handler, public: bool
             _PRINCIPALS.clear()
         p = _PRINCIPALS[key_hash] = Principal(key)
     request[PRINCIPAL] = p
-    structlog.contextvars.bind_contextvars(key_id=key.id)
-    return await handler(request)
+    return key.id
+
+
+def authenticate(request: web.Request, public: bool) -> str | _Key | None:
+    """The id of the caller's key, set as the request's principal; None for a public route
+    called without a valid key; _Key.FETCH when the key must be read from the database first
+    (without a coroutine in the common case, a key held in memory)."""
+    key_hash = _bearer(request, public)
+    if key_hash is None:
+        return None
+    key = request.app[STORAGE].cached_key(key_hash)
+    if key is None:
+        return _Key.FETCH
+    return _admit(request, key_hash, key, public)
+
+
+async def fetch_principal(request: web.Request, public: bool) -> str | None:
+    """authenticate, for a key not in memory."""
+    key_hash = _bearer(request, public)
+    assert key_hash is not None
+    return _admit(request, key_hash, await request.app[STORAGE].fetch_key(key_hash), public)
 
 
 def _local_base(config: Config) -> str:
