@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from gateway.auth import hash_key
 from tests.conftest import Gateway, Receiver
 
 StartGateway = Callable[..., Awaitable[Gateway]]
@@ -194,3 +195,28 @@ async def test_the_request_id_is_on_the_log_lines(start_gateway: StartGateway,
     lines = [ln for ln in (logs.out + logs.err).splitlines() if "/v1/topics" in ln]
     assert lines, logs
     assert all("trace-me-42" in ln for ln in lines)
+
+
+async def test_an_internal_fault_is_a_bare_500_and_one_log_line_with_the_ids(
+        start_gateway: StartGateway, capsys: pytest.CaptureFixture[str]) -> None:
+    """A fault nothing foresaw (here the database's read connection is gone) answers a 500
+    problem document that says nothing of the internals, and logs the traceback once, with
+    the request id and the caller's key id on the line."""
+    gw = await start_gateway()
+    key = await gw.storage.key_by_hash(hash_key(gw.subscriber))
+    assert key is not None and gw.storage._r is not None
+    await gw.storage._r.close()
+    capsys.readouterr()
+    status, body, resp = await gw.call("GET", "/v1/hooks", gw.subscriber,
+                                       headers={"X-Request-Id": "fault-7"})
+    assert status == 500
+    assert resp.headers["Content-Type"].startswith("application/problem+json")
+    assert resp.headers["X-Request-Id"] == "fault-7"
+    assert body == {"type": "https://gateway.dev/problems/internal",
+                    "title": "Internal Server Error", "status": 500,
+                    "detail": "internal error; the request id is in the X-Request-Id header"}
+    logs = capsys.readouterr()
+    lines = [ln for ln in (logs.out + logs.err).splitlines() if "unhandled_error" in ln]
+    assert len(lines) == 1, logs
+    assert "fault-7" in lines[0] and key.id in lines[0]
+    assert "Traceback" in logs.out + logs.err
