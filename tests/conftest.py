@@ -48,6 +48,7 @@ class Received:
     headers: dict[str, str]
     body: bytes
     at: float
+    peer: tuple[str, int] | None = None  # the sender's address and port: one per connection
 
 
 @dataclass
@@ -75,7 +76,9 @@ class Receiver:
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
-        self.requests.append(Received(request.path, dict(request.headers), body, time.time()))
+        peer = request.transport.get_extra_info("peername") if request.transport else None
+        self.requests.append(Received(request.path, dict(request.headers), body, time.time(),
+                                      tuple(peer[:2]) if peer else None))
         self._arrived.set()
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)

@@ -295,6 +295,21 @@ async def test_redirects_are_not_followed(start_gateway, make_receiver) -> None:
     assert b.url in attempt["response_excerpt"]
 
 
+async def test_attempts_to_a_host_reuse_its_connections(start_gateway, receiver: Receiver) -> None:
+    """Each attempt hands its connection back to the pool when it is done, whatever the
+    answer: twenty deliveries one at a time, with answers of several kinds (read whole, empty,
+    retried), arrive over one connection."""
+    gw = await start_gateway(run_delivery_loop=False, delivery={
+        "max_in_flight": 1, "max_in_flight_per_host": 1, "retry_schedule_seconds": (3600,)})
+    await gw.hook(receiver)
+    receiver.respond = script(200, 204, 500, (200, {}, b"x" * 3000), default=204)
+    for i in range(20):
+        await gw.publish(data={"i": i})
+    await gw.engine.run_until_idle()
+    assert len(receiver.deliveries) == 20
+    assert len({r.peer for r in receiver.deliveries}) == 1, {r.peer for r in receiver.deliveries}
+
+
 async def test_timeout(start_gateway, receiver: Receiver) -> None:
     gw = await start_gateway(run_delivery_loop=False, delivery={"timeout_seconds": 0.3})
     hook = await gw.hook(receiver)
