@@ -8,7 +8,6 @@ import re
 import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from enum import Enum
 
 import aiohttp
 import orjson
@@ -69,9 +68,13 @@ def layered(handler: Handler, route: str, public: bool, metrics: Metrics, access
         status = 500
         try:
             try:
-                key = authenticate(request, public)
-                if key is _Key.FETCH:
-                    key = await fetch_principal(request, public)
+                key = None
+                key_hash = bearer(request, public)
+                if key_hash is not None:
+                    storage = request.app[STORAGE]
+                    # (No coroutine for a key held in memory, the common case.)
+                    key = admit(request, key_hash, public, storage.cached_key(key_hash)
+                                or await storage.fetch_key(key_hash))
                 # Each request runs in its own task, in a copy of its connection's context,
                 # where nothing is bound: what one request binds never reaches the next.
                 if key is None:
@@ -158,11 +161,7 @@ def as_problem(request: web.Request, exc: Exception) -> web.StreamResponse:
 _PRINCIPALS: dict[bytes, Principal] = {}  # by key hash, while the storage holds that key
 
 
-class _Key(Enum):
-    FETCH = "fetch"  # authenticate's answer when the key is not in memory: fetch_principal
-
-
-def _bearer(request: web.Request, public: bool) -> bytes | None:
+def bearer(request: web.Request, public: bool) -> bytes | None:
     """The hash of the request's bearer key; None for a public route without a usable one."""
     header = request.headers.get("Authorization")
     if header is None:
@@ -179,7 +178,9 @@ def _bearer(request: web.Request, public: bool) -> bytes | None:
     return hash_key(token)
 
 
-def _admit(request: web.Request, key_hash: bytes, key: ApiKey | None, public: bool) -> str | None:
+def admit(request: web.Request, key_hash: bytes, public: bool, key: ApiKey | None) -> str | None:
+    """The key's id, set as the request's principal; None for a public route without a valid
+    key."""
     if key is None:
         if public:
             return None
@@ -191,26 +192,6 @@ def _admit(request: web.Request, key_hash: bytes, key: ApiKey | None, public: bo
         p = _PRINCIPALS[key_hash] = Principal(key)
     request[PRINCIPAL] = p
     return key.id
-
-
-def authenticate(request: web.Request, public: bool) -> str | _Key | None:
-    """The id of the caller's key, set as the request's principal; None for a public route
-    called without a valid key; _Key.FETCH when the key must be read from the database first
-    (without a coroutine in the common case, a key held in memory)."""
-    key_hash = _bearer(request, public)
-    if key_hash is None:
-        return None
-    key = request.app[STORAGE].cached_key(key_hash)
-    if key is None:
-        return _Key.FETCH
-    return _admit(request, key_hash, key, public)
-
-
-async def fetch_principal(request: web.Request, public: bool) -> str | None:
-    """authenticate, for a key not in memory."""
-    key_hash = _bearer(request, public)
-    assert key_hash is not None
-    return _admit(request, key_hash, await request.app[STORAGE].fetch_key(key_hash), public)
 
 
 def _local_base(config: Config) -> str:
