@@ -366,9 +366,7 @@ class DeliveryEngine:
             self._dry = None
         else:
             self._note_finished(d.host)
-            outcome = result.status.value if result.status is not DeliveryStatus.PENDING \
-                else "retry"
-            self._attempt_counts[outcome] += 1
+            self._attempt_counts[result.outcome.value] += 1
             if resp.error is not None:
                 log.info("attempt_error", delivery_id=d.id, hook_id=d.hook_id,
                          error=resp.error, detail=resp.detail)

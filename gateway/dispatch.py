@@ -14,7 +14,8 @@ from yarl import URL
 from gateway import __version__
 from gateway.clock import Clock
 from gateway.config import DeliveryConfig
-from gateway.models import Attempt, DeliveryStatus, DueDelivery, PayloadMode, iso
+from gateway.models import Attempt, DueDelivery, PayloadMode, iso
+from gateway.outcome import Outcome
 from gateway.retry import Random, next_delay, parse_retry_after
 from gateway.signing import signature_header
 from gateway.storage import AttemptResult
@@ -204,11 +205,9 @@ class Dispatcher:
         attempt = Attempt(at, resp.status_code, resp.error, resp.duration_ms, resp.excerpt)
         code = resp.status_code
         if code is not None and 200 <= code < 300:
-            return AttemptResult(d.id, d.hook_id, attempt, DeliveryStatus.DELIVERED, None,
-                                 hook_failed=False, gone=False)
+            return AttemptResult(d.id, d.hook_id, attempt, Outcome.DELIVERED, None)
         if code == 410:
-            return AttemptResult(d.id, d.hook_id, attempt, DeliveryStatus.FAILED, None,
-                                 hook_failed=True, gone=True)
+            return AttemptResult(d.id, d.hook_id, attempt, Outcome.GONE, None)
         retry_after = None
         if code in (429, 503):
             retry_after = parse_retry_after(resp.retry_after, at)
@@ -218,10 +217,8 @@ class Dispatcher:
             rng=self._rng,
         )
         if delay is None:
-            return AttemptResult(d.id, d.hook_id, attempt, DeliveryStatus.FAILED, None,
-                                 hook_failed=True, gone=False)
-        return AttemptResult(d.id, d.hook_id, attempt, DeliveryStatus.PENDING, at + delay,
-                             hook_failed=True, gone=False)
+            return AttemptResult(d.id, d.hook_id, attempt, Outcome.FAILED, None)
+        return AttemptResult(d.id, d.hook_id, attempt, Outcome.RETRY, at + delay)
 
     async def attempt(self, d: DueDelivery) -> tuple[AttemptResult, Response]:
         at = self._clock.now()

@@ -39,6 +39,7 @@ from gateway.models import (
     new_id,
     new_monotonic_ids,
 )
+from gateway.outcome import Outcome
 
 T = TypeVar("T")
 log = get_logger("gateway.storage")
@@ -186,10 +187,23 @@ class AttemptResult(NamedTuple):  # made per attempt: cheaper than a frozen data
     delivery_id: str
     hook_id: str
     attempt: Attempt
-    status: DeliveryStatus  # the delivery's status after this attempt
-    next_attempt_at: float | None
-    hook_failed: bool  # counts toward disabling the hook
-    gone: bool  # the target answered 410: unsubscribe the hook
+    outcome: Outcome
+    next_attempt_at: float | None  # when the outcome is RETRY
+
+    @property
+    def status(self) -> DeliveryStatus:
+        """The delivery's status after this attempt."""
+        return self.outcome.status
+
+    @property
+    def hook_failed(self) -> bool:
+        """Counts toward disabling the hook."""
+        return self.outcome is not Outcome.DELIVERED
+
+    @property
+    def gone(self) -> bool:
+        """The target answered 410: unsubscribe the hook."""
+        return self.outcome is Outcome.GONE
 
 
 @dataclass(frozen=True, slots=True)

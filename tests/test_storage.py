@@ -407,7 +407,8 @@ async def test_claims_and_attempt_records_in_batches_across_statement_chunks(
         tmp_path: Path) -> None:
     """Claim marks and attempt records go to SQLite many rows per statement, like publishing;
     a batch of 37 (16 + 16 + 4 + 1) must mark, record and move on every row, each its own way."""
-    from gateway.models import Attempt, DeliveryStatus
+    from gateway.models import Attempt
+    from gateway.outcome import Outcome
     from gateway.storage import AttemptResult, Claim
 
     path = tmp_path / "g.db"
@@ -438,15 +439,15 @@ async def test_claims_and_attempt_records_in_batches_across_statement_chunks(
         for i, d in enumerate(claimed.rows):
             if i % 3 == 0:
                 results.append(AttemptResult(d.id, d.hook_id, Attempt(now + 2, 204, None, 1.5, ""),
-                                             DeliveryStatus.DELIVERED, None, False, False))
+                                             Outcome.DELIVERED, None))
             elif i % 3 == 1:
                 results.append(AttemptResult(d.id, d.hook_id,
                                              Attempt(now + 2, 500, None, 2.5, f"boom {i}"),
-                                             DeliveryStatus.PENDING, now + 100 + i, True, False))
+                                             Outcome.RETRY, now + 100 + i))
             else:
                 results.append(AttemptResult(d.id, d.hook_id,
                                              Attempt(now + 2, None, "timeout", 3.5, ""),
-                                             DeliveryStatus.FAILED, None, True, False))
+                                             Outcome.FAILED, None))
         await storage.record_attempts(results, now + 3, disable_after_failures=1000,
                                       disable_after_seconds=1e9)
     finally:

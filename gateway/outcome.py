@@ -1,0 +1,32 @@
+"""What one attempt came to: the Outcome the delivery loop hands to storage.
+
+An attempt is DELIVERED (a 2xx), GONE (a 410: the hook unsubscribes), RETRY (anything else while
+the schedule has a wait left) or FAILED (anything else once it has none, or a manual retry,
+which gets no automatic ones). Storage moves the delivery and the hook's health on from it.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+from gateway.models import DeliveryStatus
+
+
+class Outcome(Enum):
+    DELIVERED = "delivered"
+    RETRY = "retry"
+    FAILED = "failed"
+    GONE = "gone"
+
+    @property
+    def status(self) -> DeliveryStatus:
+        """The delivery's status after an attempt with this outcome."""
+        return _STATUS[self]
+
+
+_STATUS = {
+    Outcome.DELIVERED: DeliveryStatus.DELIVERED,
+    Outcome.RETRY: DeliveryStatus.PENDING,
+    Outcome.FAILED: DeliveryStatus.FAILED,
+    Outcome.GONE: DeliveryStatus.FAILED,
+}
