@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import sqlite3
 import sys
 import threading
@@ -95,6 +96,20 @@ def unwritable_reason(exc: BaseException) -> str | None:
     return None
 
 
+def create_private(path: str) -> None:
+    """Create the database file readable by its owner only, if it does not exist: SQLite gives
+    its -wal and -shm files the database file's mode, so they are private too (SQLite itself
+    would create all three 0644, less the umask)."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    except OSError:
+        return  # (SQLite's own open says why, e.g. a read-only directory)
+    os.fchmod(fd, 0o600)  # whatever the umask
+    os.close(fd)
+
+
 class _LockHeld(Exception):
     """Another connection holds the write lock: an inline transaction goes to the thread."""
 
@@ -151,6 +166,7 @@ class SqliteConnector:
     async def open(self, *, max_version: int | None = None) -> None:
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            create_private(self.path)
         self._loop_thread = threading.get_ident()
         try:
             # Used from the event loop too (see tx), never at the same time as its thread.
