@@ -36,5 +36,5 @@ async def test_the_database_its_companions_and_the_key_marker_are_0600(
     names = {p.name for p in tmp_path.iterdir()}  # noqa: ASYNC240
     assert names == {"gateway.db", "gateway.db-wal", "gateway.db-shm", "gateway.db-keys"}, names
     for name in names:
-        mode = stat.S_IMODE((tmp_path / name).stat().st_mode)  # noqa: ASYNC240
+        mode = stat.S_IMODE((tmp_path / name).stat().st_mode)
         assert mode == 0o600, f"{name}: {oct(mode)}"
