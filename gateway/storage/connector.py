@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import os
 import sqlite3
 import sys
@@ -424,7 +425,10 @@ class SqliteConnector:
             log.warning("database_unwritable", reason=reason, error=str(exc),
                         database=self.path)
         if self._recovery is None or self._recovery.done():
-            self._recovery = asyncio.get_running_loop().create_task(self._recover())
+            # In a context of its own: not the request's that failed (its ids would be on
+            # the database_writable line).
+            self._recovery = asyncio.get_running_loop().create_task(
+                self._recover(), context=contextvars.Context())
         return DatabaseUnavailable(reason)
 
     def _recovered(self) -> None:
