@@ -25,6 +25,7 @@ GUIDE = Path(__file__).resolve().parent.parent / "docs" / "receivers.md"
 SAMPLE = re.compile(r"<!-- sample: (\S+) -->\n```\w+\n(.*?)\n```", re.DOTALL)
 PLACEHOLDER = "whsec_" + base64.b64encode(b"\0" * 32).decode()
 NODE = shutil.which("node")
+DEMO_RECEIVER = GUIDE.parent.parent / "contrib" / "receiver.py"
 
 
 def samples() -> dict[str, str]:
@@ -237,3 +238,37 @@ def test_samples_do_not_need_the_gateway_installed() -> None:
     """A receiver's author has only the guide: the samples import nothing of the project."""
     for name, code in samples().items():
         assert "gateway" not in re.findall(r"^(?:from|import) (\w+)", code, re.MULTILINE), name
+
+
+async def test_the_demo_receiver_checks_signature_and_timestamp_and_dedupes(
+        gateway: tuple[ServeProcess, str, str], tmp_path: Path) -> None:
+    """contrib/receiver.py, as the README's walkthrough runs it."""
+    gw, pub, sub = gateway
+    secret_file = tmp_path / "secret.txt"
+    port = free_port()
+    demo = Program([sys.executable, str(DEMO_RECEIVER), "--port", str(port), "--secret-file",
+                    str(secret_file)], port)
+    await demo.start(PLACEHOLDER)
+    try:
+        code, hook = await gw.call("POST", "/v1/hooks", sub,
+                                   {"target_url": demo.url + "/hooks/contacts", "topics": [TOPIC]})
+        assert code == 201, hook
+        await demo.wait_line("handshake for " + hook["id"])
+        secret_file.write_text(hook["secret"] + "\n")
+        event_id = await publish(gw, pub, 1)
+        await demo.wait_line(f"delivery {event_id} signature OK")
+
+        body = b'{"id":"evt_demo"}'
+        now = int(time.time())
+        target = demo.url + "/hooks/contacts"
+        assert await post(target, signed(hook["secret"], "evt_old", now - 301, body), body) == 401
+        await demo.wait_line("delivery evt_old TIMESTAMP")
+        assert await post(target, signed(PLACEHOLDER, "evt_bad", now, body), body) == 401
+        await demo.wait_line("delivery evt_bad SIGNATURE MISMATCH")
+        again = signed(hook["secret"], "evt_demo", now, body)
+        assert await post(target, again, body) == 204
+        assert await post(target, again, body) == 204
+        await demo.wait_line("delivery evt_demo again: already processed")
+        assert len([x for x in demo.lines if x.startswith("delivery evt_demo signature OK")]) == 1
+    finally:
+        await demo.stop()
