@@ -52,3 +52,23 @@ def test_the_anchor_rule_matches_githubs() -> None:
     api = anchors(ROOT / "docs" / "api.md")
     assert {"quick-reference", "several-processes-postgresql", "what-a-target-receives",
             "recover-a-span-of-deliveries"} <= api
+
+
+def test_every_route_the_app_serves_is_in_the_apis_quick_reference() -> None:
+    """docs/api.md's table lists what the service answers: a route added without its line
+    fails here. The portal's pages (under /portal/) are described in prose, not one by one."""
+    from gateway.app import create_app
+    from gateway.config import load_config
+
+    text = (ROOT / "docs" / "api.md").read_text()
+    table = text[text.index("## Quick reference"):text.index("## Conventions")]
+    documented = set(re.findall(r"^\| `([A-Z]+ /\S*)` \|", table, re.MULTILINE))
+    served = set()
+    for route in create_app(load_config(None, env={})).router.routes():
+        info = route.resource.get_info() if route.resource is not None else {}
+        path = info.get("path") or info.get("formatter", "")
+        if route.method in ("HEAD", "*") or path.startswith("/portal"):
+            continue
+        served.add(f"{route.method} {path}")
+    assert served, "no routes found: the way routes are read no longer works"
+    assert served <= documented, f"served but not in docs/api.md: {sorted(served - documented)}"
