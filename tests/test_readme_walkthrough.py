@@ -9,6 +9,7 @@ import asyncio
 import json
 import os
 import re
+import shutil
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -96,6 +97,8 @@ async def terminals() -> AsyncIterator[list[Terminal]]:
                 await t.proc.wait()
 
 
+@pytest.mark.skipif(shutil.which("curl") is None or shutil.which("setsid") is None,
+                    reason="the walkthrough needs curl; its terminals, setsid")
 async def test_the_readme_walkthrough_as_pasted(tmp_path: Path, terminals: list[Terminal]) -> None:
     blocks = walkthrough()
     assert len(blocks) == 8, f"the walkthrough has {len(blocks)} shell blocks; update this test"
