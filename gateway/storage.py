@@ -1125,6 +1125,15 @@ class Storage:
         rows = await self._read(Q["due_backlog"], (now,))
         return int(rows[0][0])
 
+    async def hook_counts(self) -> dict[str, int]:
+        """Hooks by status (deleted ones left out)."""
+        return {r[0]: int(r[1]) for r in await self._read(Q["hooks_by_status"])}
+
+    async def pending_count(self) -> int:
+        """Deliveries still pending, due or not."""
+        rows = await self._read(Q["pending_count"])
+        return int(rows[0][0])
+
     async def record_attempts(self, results: Sequence[AttemptResult], now: float, *,
                               disable_after_failures: int, disable_after_seconds: float,
                               then_claim: Claim | None = None) -> RecordSummary:
