@@ -251,6 +251,7 @@ def load_config(
     command run from elsewhere opens the same database; with none, to the working directory."""
     env = os.environ if env is None else env
     _check_env(env)
+    named = "" if path is not None else " (named by GATEWAY_CONFIG)"
     path = config_path(path, env)
     data: dict[str, Any] = {}
     if path is not None:
@@ -258,11 +259,11 @@ def load_config(
             with Path(path).open("rb") as fh:
                 data = tomllib.load(fh)
         except FileNotFoundError:
-            raise ConfigError("config", f"file not found: {path}") from None
+            raise ConfigError("config", f"file not found: {path}{named}") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError("config", f"{path} is not valid TOML: {exc}") from None
         except OSError as exc:
-            raise ConfigError("config", f"cannot read {path}: {exc.strerror}") from None
+            raise ConfigError("config", f"cannot read {path}{named}: {exc.strerror}") from None
     for key in data:
         if key not in SECTIONS and key != "topics":
             known = ", ".join([*SECTIONS, "topics"])

@@ -264,6 +264,7 @@ def test_gateway_config_names_the_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_config(None, env={"GATEWAY_CONFIG": str(tmp_path / "missing.toml")})
     assert "missing.toml" in info.value.message
+    assert "GATEWAY_CONFIG" in info.value.message
 
 
 def test_example_config_documents_the_defaults() -> None:
