@@ -234,6 +234,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except sqlite3.Error as exc:
         _say(f"gateway: database error: {exc}")
         return 1
+    except BrokenPipeError:
+        # The reader stopped early (`gateway hooks list | head`): nothing more to say, and
+        # nothing for the interpreter to complain about when it flushes stdout at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except OSError as exc:
         # e.g. the port is taken: say so in one line, not a traceback
         _say(f"gateway: {exc.strerror or exc}")
