@@ -10,6 +10,8 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
 
+from yarl import URL
+
 from gateway import __version__, listing
 from gateway.auth import ACCOUNT_NAME, generate_key, hash_key
 from gateway.config import Config, config_path, load_config, with_overrides
@@ -103,6 +105,12 @@ def _say(text: str) -> None:
 def _announce(cfg: Config) -> str:
     """Say on stderr which database a command opens: one run from another folder must not
     write to a database nobody reads without a word."""
+    url = getattr(cfg.database, "url", "")  # (a PostgreSQL URL, where the config has one)
+    if url:
+        parsed = URL(url)
+        shown = str(parsed.with_password("***") if parsed.password else parsed)
+        _say(f"database: {shown}")
+        return shown
     shown = os.path.abspath(cfg.database.path)
     _say(f"database: {shown}" + ("" if os.path.exists(shown) else " (new file)"))
     return shown
