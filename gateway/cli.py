@@ -102,17 +102,21 @@ def _say(text: str) -> None:
     print(text, file=sys.stderr)
 
 
-def _announce(cfg: Config) -> str:
-    """Say on stderr which database a command opens: one run from another folder must not
-    write to a database nobody reads without a word."""
+def _database_name(cfg: Config) -> str:
+    """The database a command would open, as an operator would write it."""
     url = getattr(cfg.database, "url", "")  # (a PostgreSQL URL, where the config has one)
     if url:
         parsed = URL(url)
-        shown = str(parsed.with_password("***") if parsed.password else parsed)
-        _say(f"database: {shown}")
-        return shown
-    shown = os.path.abspath(cfg.database.path)
-    _say(f"database: {shown}" + ("" if os.path.exists(shown) else " (new file)"))
+        return str(parsed.with_password("***") if parsed.password else parsed)
+    return os.path.abspath(cfg.database.path)
+
+
+def _announce(cfg: Config) -> str:
+    """Say on stderr which database a command opens: one run from another folder must not
+    write to a database nobody reads without a word."""
+    shown = _database_name(cfg)
+    new = not getattr(cfg.database, "url", "") and not os.path.exists(shown)
+    _say(f"database: {shown}" + (" (new file)" if new else ""))
     return shown
 
 
@@ -186,7 +190,7 @@ def _check_config(args: argparse.Namespace, cfg: Config) -> str:
         source = os.path.abspath(path)
         if getattr(args, "config", None) is None:
             source += " (named by GATEWAY_CONFIG)"
-    return f"config OK: {source}\ndatabase: {os.path.abspath(cfg.database.path)}"
+    return f"config OK: {source}\ndatabase: {_database_name(cfg)}"
 
 
 def _use(args: argparse.Namespace) -> Callable[[Storage], Awaitable[str | None]]:
