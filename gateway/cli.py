@@ -79,6 +79,13 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
     d_list.add_argument("--status", choices=[s.value for s in DeliveryStatus],
                         help="only deliveries with this status")
     _output_options(d_list)
+
+    events = groups["events"] = command(sub, "events", "inspect events")
+    e_list = command(events.add_subparsers(dest="action", metavar="ACTION", title="actions"),
+                     "list", "list events, newest first", epilog=OUTPUT_EPILOG)
+    e_list.add_argument("--account", metavar="NAME", help="only this account's events")
+    e_list.add_argument("--topic", metavar="TOPIC", help="only events of this topic")
+    _output_options(e_list)
     return p, groups
 
 
@@ -205,6 +212,9 @@ def _use(args: argparse.Namespace) -> Callable[[Storage], Awaitable[str | None]]
     if command == "hooks":
         status = HookStatus(args.status) if args.status else None
         return _show(lambda s: listing.hooks(s, args.account, status, args.limit),
+                     args.json, args.limit)
+    if command == "events":
+        return _show(lambda s: listing.events(s, args.account, args.topic, args.limit),
                      args.json, args.limit)
     d_status = DeliveryStatus(args.status) if args.status else None
     return _show(lambda s: listing.deliveries(s, args.hook, d_status, args.limit),

@@ -261,7 +261,7 @@ async def test_version() -> None:
     assert res.stdout.strip() == f"gateway {__version__}"
 
 
-@pytest.mark.parametrize("args", [(), ("keys",), ("hooks",), ("deliveries",)])
+@pytest.mark.parametrize("args", [(), ("keys",), ("hooks",), ("deliveries",), ("events",)])
 async def test_a_group_without_an_action_shows_its_help(args: tuple[str, ...]) -> None:
     res = await gateway_cli(*args)
     assert res.returncode == 2
@@ -269,7 +269,7 @@ async def test_a_group_without_an_action_shows_its_help(args: tuple[str, ...]) -
     assert res.stderr.startswith("usage: gateway")
     assert "name a" in res.stderr
     assert "required:" not in res.stderr and "_command" not in res.stderr
-    actions = {(): ["serve", "check-config", "keys", "hooks", "deliveries"],
+    actions = {(): ["serve", "check-config", "keys", "hooks", "deliveries", "events"],
                ("keys",): ["create", "list", "revoke"]}.get(args, ["list"])
     for action in actions:
         assert f"    {action}" in res.stderr, action
@@ -290,7 +290,8 @@ def test_every_option_has_help() -> None:
         assert p.description or p.prog == "gateway", p.prog
 
     walk(parser)
-    assert {"serve", "check-config", "keys", "create", "hooks", "deliveries", "list"} <= seen
+    assert {"serve", "check-config", "keys", "create", "hooks", "deliveries", "events",
+            "list"} <= seen
     res = subprocess.run([sys.executable, "-m", "gateway", "keys", "create", "--help"],
                          capture_output=True, text=True, env=cli_env(), timeout=30, check=False)
     assert "--role" in res.stdout and "subscriber: the hooks of one account" in res.stdout
@@ -390,3 +391,36 @@ async def test_deliveries_list_of_a_hook(
     res = await gateway_cli("deliveries", "list", "--config", str(config_file))
     assert res.returncode == 2
     assert "--hook" in res.stderr
+
+
+async def test_events_list(config_file: Path,
+                           start_gateway: Callable[..., Awaitable[Gateway]]) -> None:
+    gw = await start_gateway(run_delivery_loop=False)
+    first = await gw.publish(data={"n": 1})
+    other = await gw.publish(topic="billing.tier_changed", account="globex", data={"n": 2})
+    last = await gw.publish(data={"n": 3})
+    res = await gateway_cli("events", "list", "--config", str(config_file))
+    assert res.returncode == 0, res.stderr
+    header, rows = table_rows(res.stdout)
+    assert header == ["ID", "ACCOUNT", "TOPIC", "SEQUENCE", "CREATED"]
+    # Newest first; the sequence counts per account.
+    assert [r[:4] for r in rows] == [[last["id"], "acme", "contact.created", "2"],
+                                     [other["id"], "globex", "billing.tier_changed", "1"],
+                                     [first["id"], "acme", "contact.created", "1"]]
+    res = await gateway_cli("events", "list", "--account", "acme", "--json",
+                            "--config", str(config_file))
+    assert res.returncode == 0, res.stderr
+    listed = json.loads(res.stdout)
+    assert [e["id"] for e in listed] == [last["id"], first["id"]]
+    status, api, _ = await gw.call("GET", f"/v1/events/{first['id']}", gw.admin)
+    assert status == 200
+    assert listed[1] == {k: v for k, v in api.items() if k != "deliveries"}
+    res = await gateway_cli("events", "list", "--topic", "billing.tier_changed",
+                            "--config", str(config_file))
+    assert [r[0] for r in table_rows(res.stdout)[1]] == [other["id"]]
+    res = await gateway_cli("events", "list", "--limit", "2", "--config", str(config_file))
+    assert [r[0] for r in table_rows(res.stdout)[1]] == [last["id"], other["id"]]
+    assert "showing the first 2 events; --limit N shows more" in res.stderr
+    res = await gateway_cli("events", "list", "--limit", "0", "--config", str(config_file))
+    assert res.returncode == 2
+    assert "--limit" in res.stderr and "at least 1" in res.stderr
