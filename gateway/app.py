@@ -31,7 +31,14 @@ from gateway.clock import Clock, SystemClock
 from gateway.config import Config
 from gateway.delivery import DeliveryEngine
 from gateway.dispatch import USER_AGENT, Dispatcher
-from gateway.errors import ApiError, MethodNotAllowed, NotFound, PayloadTooLarge, Unauthorized
+from gateway.errors import (
+    ApiError,
+    ClientDisconnected,
+    MethodNotAllowed,
+    NotFound,
+    PayloadTooLarge,
+    Unauthorized,
+)
 from gateway.logs import get_logger
 from gateway.metrics import Metrics
 from gateway.models import ApiKey
@@ -139,6 +146,8 @@ def as_problem(request: web.Request, exc: Exception) -> web.StreamResponse:
     """Every error leaves as application/problem+json; nothing internal leaks out. An
     HTTPException below 400 (a redirect) is raised again for aiohttp to answer."""
     if isinstance(exc, ApiError):
+        if isinstance(exc, ClientDisconnected):
+            log.info("client_disconnected", path=request.path)
         return problem(exc)
     if isinstance(exc, web.HTTPRequestEntityTooLarge):
         return problem(PayloadTooLarge("request body is over the limit"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -12,7 +13,14 @@ import orjson
 from aiohttp import web
 
 from gateway.auth import ACCOUNT_NAME
-from gateway.errors import BadRequest, PayloadTooLarge, Unauthorized, Unprocessable
+from gateway.connections import malformed
+from gateway.errors import (
+    BadRequest,
+    ClientDisconnected,
+    PayloadTooLarge,
+    Unauthorized,
+    Unprocessable,
+)
 
 if TYPE_CHECKING:
     from aiohttp import ClientSession
@@ -58,18 +66,61 @@ async def read_json(request: web.Request) -> Any:
         raw = await request.read()
     except web.HTTPRequestEntityTooLarge:
         raise PayloadTooLarge(f"request body is over the limit of {limit} bytes") from None
+    except web.RequestPayloadError as exc:
+        # Broken chunking, a body cut short, gzip that is not gzip: aiohttp's parser found it
+        # while the body streamed in.
+        raise malformed(exc.__cause__) from None
+    except ConnectionError:
+        raise ClientDisconnected("the client disconnected before its body arrived") from None
     if len(raw) > limit:
         raise PayloadTooLarge(f"request body is {len(raw)} bytes; the limit is {limit}")
     if not raw.strip():
         raise BadRequest("request body is empty; expected JSON")
     try:
-        return orjson.loads(raw)
+        value = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         if "exceeds 64-bit range" in str(exc):
-            # Valid JSON that our store cannot keep exactly: a rule broken, not bad syntax.
-            raise Unprocessable.field("body", "numbers must fit in 64 bits; send larger ones "
-                                      "as strings") from None
+            raise _too_big() from None
+        if "depth limit" in str(exc):
+            raise _too_deep() from None
         raise BadRequest(f"request body is not valid JSON: {exc}") from None
+    if _LONG_NUMBER.search(raw) is not None:
+        _check_integers(raw)
+    return value
+
+
+# Valid JSON that our store cannot keep exactly: a rule broken, not bad syntax. orjson reads an
+# integer outside [-2**63, 2**64) as the nearest float (10**30 became 1e+30): data changed in
+# silence.
+def _too_big() -> Unprocessable:
+    return Unprocessable.field("body", "integers must fit in 64 bits; send larger ones as strings")
+
+
+def _too_deep() -> Unprocessable:
+    return Unprocessable.field("body", "is nested more than 1,024 levels deep")
+
+
+# Such an integer has at least 20 digits (19 after a minus sign). Searching the raw bytes costs
+# a C scan per body; only a hit (a long number, maybe inside a string) reads it again.
+_LONG_NUMBER = re.compile(rb"[0-9]{20}|-[0-9]{19}")
+
+
+def _int64(text: str) -> int:
+    n = int(text)
+    if not -(2**63) <= n < 2**64:
+        raise _too_big()
+    return n
+
+
+def _check_integers(raw: bytes) -> None:
+    """Refuse a body holding an integer orjson could only approximate."""
+    try:
+        json.loads(raw, parse_int=_int64)
+    except RecursionError:
+        # (Python's parser gives up sooner than orjson's 1,024 levels.)
+        raise Unprocessable.field("body", "is nested too deeply") from None
+    except ValueError:
+        pass  # orjson read it, so it is JSON; nothing more to learn here
 
 
 def expect_object(body: Any, allowed: set[str], where: str = "") -> dict[str, Any]:

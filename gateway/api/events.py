@@ -56,7 +56,13 @@ def _parse_event(body: Any, known: frozenset[str], header_key: str | None) -> Ne
     key = body.get("idempotency_key", header_key)
     if key is not None and (not isinstance(key, str) or not 1 <= len(key) <= 255):
         raise Unprocessable.field("idempotency_key", "must be a string of 1-255 characters")
-    return NewEvent(account, topic, orjson.dumps(body.get("data")), resource_url, key)
+    try:
+        data = orjson.dumps(body.get("data"))
+    except orjson.JSONEncodeError:
+        # orjson reads 1,024 levels but writes 254; data is written at once, so deeper data is
+        # refused here rather than failing as it is stored.
+        raise Unprocessable.field("data", "is nested more than 254 levels deep") from None
+    return NewEvent(account, topic, data, resource_url, key)
 
 
 @routes.post("/v1/events")
