@@ -31,7 +31,6 @@ LOOKAHEAD = 0.2
 # frames for every page it touched) that a batch of one pays in full.
 RECORD_BATCH = 32
 RECORD_WINDOW = 0.002
-PURGE_EVERY = 3600.0
 
 
 class DeliveryEngine:
@@ -76,7 +75,6 @@ class DeliveryEngine:
         self._results: list[AttemptResult] = []
         self._recording = False
         self._recorder_done = False
-        self._purged_at = float("-inf")
         self._stopping = False
         self._stop_task: asyncio.Task[None] | None = None
         self._gone: set[str] = set()  # hooks that answered 410, until that is recorded
@@ -162,11 +160,6 @@ class DeliveryEngine:
             self._wake.clear()
             timeout = self._cfg.poll_interval_seconds
             try:
-                now = self._clock.now()
-                if now - self._purged_at >= PURGE_EVERY:
-                    # Idempotency keys outlive their window only until the next sweep.
-                    self._purged_at = now
-                    await self._storage.purge_idempotency(now)
                 if self._wanted():
                     await self._fill()
                 if self._dry is not None:

@@ -7,7 +7,7 @@ import binascii
 import json
 import re
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 from aiohttp import web
@@ -28,17 +28,31 @@ if TYPE_CHECKING:
     from gateway.auth import Principal
     from gateway.clock import Clock
     from gateway.config import Config
-    from gateway.delivery import DeliveryEngine
     from gateway.metrics import Metrics
     from gateway.storage import Storage
     from gateway.targets import TargetPolicy
+
+class DeliveryLoop(Protocol):
+    """What the API may ask of the delivery loop, and all it may: the engine itself stays
+    with the wiring (gateway/app.py)."""
+
+    def wake(self) -> None:
+        """New work may be due (a publish, a retry, a resumed hook)."""
+
+    def hook_changed(self, hook_id: str) -> None:
+        """A hook was paused, deleted or changed: what the loop holds of it is put back."""
+
+    @property
+    def running(self) -> bool:
+        """The loop runs (for /readyz)."""
+
 
 CONFIG: web.AppKey[Config] = web.AppKey("config")
 STORAGE: web.AppKey[Storage] = web.AppKey("storage")
 CLOCK: web.AppKey[Clock] = web.AppKey("clock")
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
 CLIENT: web.AppKey[ClientSession] = web.AppKey("client")
-ENGINE: web.AppKey[DeliveryEngine] = web.AppKey("engine")
+LOOP: web.AppKey[DeliveryLoop] = web.AppKey("loop")
 POLICY: web.AppKey[TargetPolicy] = web.AppKey("policy")
 
 PRINCIPAL: web.RequestKey[Principal] = web.RequestKey("principal")

@@ -10,7 +10,7 @@ from aiohttp import web
 from gateway.api.common import (
     CLOCK,
     CONFIG,
-    ENGINE,
+    LOOP,
     METRICS,
     STORAGE,
     account_name,
@@ -88,8 +88,8 @@ async def publish(request: web.Request) -> web.Response:
         app[METRICS].events_published += fresh
         # Deliveries held by paused hooks cannot be claimed: waking the loop for them would
         # cost a claim transaction per publish for nothing (resuming the hook wakes it).
-        if ENGINE in app and any(r.due for r in results):
-            app[ENGINE].wake()
+        if LOOP in app and any(r.due for r in results):
+            app[LOOP].wake()
     if isinstance(body, list):
         return json_response({"data": [r.public() for r in results]}, status=202)
     return json_response(results[0].public(), status=202)
