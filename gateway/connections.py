@@ -10,13 +10,15 @@ of connections. Here a Server subclass makes a RequestHandler subclass that:
   problem document naming the problem in our words, never the request's bytes, and one log
   line without a traceback;
 - closes a connection that has not sent a whole request head within header_timeout (a
-  slowloris holds nothing for long), with a 408 problem;
+  slowloris holds nothing for long), with a 408 problem: a sweep over the connections a few
+  times per timeout, rather than a timer made and cancelled on every request;
 - and, past max_connections, closes the oldest idle connections first (those between
   requests, then those still trickling a head), so a new client (a /healthz probe) is
   served while others hold every connection; a log line and a metric say so.
 
 The subclasses read three of RequestHandler's attributes (`_request_in_progress`, `_messages`,
-`_loop`); tests/test_hostile.py drives each path, so an aiohttp that renames them fails there.
+`_loop`) and Server's `_connections`; tests/test_hostile.py drives each path, so an aiohttp that
+renames them fails there.
 """
 
 from __future__ import annotations
@@ -148,53 +150,49 @@ _TIMEOUT_RESPONSE = problem_bytes(RequestTimeout("no whole request head arrived 
 class GatewayProtocol(RequestHandler):
     """One client connection (see the module docstring)."""
 
-    __slots__ = ("_gw_server", "_head_timer")
+    __slots__ = ("_gw_server", "_head_since")
 
     def __init__(self, manager: GatewayServer, **kwargs: Any) -> None:
         super().__init__(manager, **kwargs)
         self._gw_server = manager
-        self._head_timer: asyncio.TimerHandle | None = None
+        # When the head being received began (loop time); None between requests and while
+        # one is handled. GatewayServer's sweep closes the connection once it is too old: a
+        # timer per request would cost a timer handle made and cancelled on every request.
+        self._head_since: float | None = None
 
     # -- the header-read timeout -----------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._start_head_timer()
+        self._head_since = self._loop.time()
         super().connection_made(transport)
-
-    def _start_head_timer(self) -> None:
-        self._head_timer = self._loop.call_later(self._gw_server.limits.header_timeout_seconds,
-                                                 self._head_timed_out)
 
     def data_received(self, data: bytes) -> None:
         # A head starts: the first bytes after the last request (or on a new connection) that
         # are not the body of a request being handled.
-        if self._head_timer is None and not self._request_in_progress and not self._messages:
-            self._start_head_timer()
+        if self._head_since is None and not self._request_in_progress and not self._messages:
+            self._head_since = self._loop.time()
         super().data_received(data)
-        if self._head_timer is not None and (self._messages or self._request_in_progress):
-            self._head_timer.cancel()
-            self._head_timer = None
+        if self._head_since is not None and (self._messages or self._request_in_progress):
+            self._head_since = None
 
-    def _head_timed_out(self) -> None:
-        self._head_timer = None
-        if self.transport is None or self._request_in_progress or self._messages:
-            return
+    def head_overdue(self, now: float, timeout: float) -> bool:
+        since = self._head_since
+        return (since is not None and now - since >= timeout and self.transport is not None
+                and not self._request_in_progress and not self._messages)
+
+    def head_timed_out(self) -> None:
+        self._head_since = None
         self._gw_server.stats.header_timeouts += 1
+        assert self.transport is not None
         log.info("header_timeout", peer=_peer(self.transport),
                  seconds=self._gw_server.limits.header_timeout_seconds)
         self.transport.write(_TIMEOUT_RESPONSE)
         self.force_close()
 
-    def connection_lost(self, exc: BaseException | None) -> None:
-        if self._head_timer is not None:
-            self._head_timer.cancel()
-            self._head_timer = None
-        super().connection_lost(exc)
-
     @property
     def idle(self) -> bool:
         """Between requests: nothing received since the last answer."""
-        return (self._head_timer is None and not self._request_in_progress
+        return (self._head_since is None and not self._request_in_progress
                 and not self._messages)
 
     @property
@@ -263,12 +261,33 @@ class GatewayServer(web.Server):
         self._protocol_kwargs = kwargs
         self._last_warning = float("-inf")
         self._shed_since_warning = 0
+        # The header-timeout sweep: a few times per timeout, over every connection.
+        self._sweep_every = min(1.0, limits.header_timeout_seconds / 4)
+        self._sweep: asyncio.TimerHandle | None = None
+
+    def _sweep_heads(self) -> None:
+        self._sweep = None
+        now = self._protocol_loop.time()
+        timeout = self.limits.header_timeout_seconds
+        for h in list(self._connections):
+            if isinstance(h, GatewayProtocol) and h.head_overdue(now, timeout):
+                h.head_timed_out()
+        if self._connections:
+            self._sweep = self._protocol_loop.call_later(self._sweep_every, self._sweep_heads)
+
+    def pre_shutdown(self) -> None:
+        if self._sweep is not None:
+            self._sweep.cancel()
+            self._sweep = None
+        super().pre_shutdown()
 
     def __call__(self) -> RequestHandler:
         return GatewayProtocol(self, loop=self._protocol_loop, **self._protocol_kwargs)
 
     def connection_made(self, handler: RequestHandler, transport: asyncio.Transport) -> None:
         super().connection_made(handler, transport)
+        if self._sweep is None:
+            self._sweep = self._protocol_loop.call_later(self._sweep_every, self._sweep_heads)
         over = len(self._connections) - self.limits.max_connections
         if over > 0:
             self._shed(handler, over)

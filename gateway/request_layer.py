@@ -28,7 +28,7 @@ from gateway.errors import (
     PayloadTooLarge,
     Unauthorized,
 )
-from gateway.logs import get_logger
+from gateway.logs import AccessWriter, access_writer, get_logger
 from gateway.metrics import Metrics
 from gateway.models import ApiKey
 
@@ -43,8 +43,8 @@ def problem(err: ApiError) -> web.Response:
                         content_type="application/problem+json")
 
 
-def layered(handler: Handler, route: str, public: bool, metrics: Metrics, access: bool
-            ) -> Handler:
+def layered(handler: Handler, route: str, public: bool, metrics: Metrics,
+            access: AccessWriter | None) -> Handler:
     """A route's handler inside what every request goes through: a request id on every log
     line, the caller's key checked, every error as a problem document, the HTTP metrics and
     the access line. One coroutine a request, made when the route is added: run as aiohttp
@@ -59,9 +59,9 @@ def layered(handler: Handler, route: str, public: bool, metrics: Metrics, access
             rid = f"{_RID_PREFIX}{next(_rid_counter):08x}"
         start = time.perf_counter()
         status = 500
+        key = None
         try:
             try:
-                key = None
                 key_hash = bearer(request, public)
                 if key_hash is not None:
                     storage = request.app[STORAGE]
@@ -86,9 +86,8 @@ def layered(handler: Handler, route: str, public: bool, metrics: Metrics, access
             # Unknown methods are one label: a client must not grow the metrics without bound.
             method = request.method if request.method in KNOWN_METHODS else "OTHER"
             metrics.observe_request(method, route, status, elapsed)
-            if access:
-                log.info("request", method=method, route=route, status=status,
-                         ms=round(elapsed * 1000, 2))
+            if access is not None:
+                access(method, route, status, elapsed, rid, key)
 
     return run
 
@@ -110,6 +109,7 @@ async def unmatched(request: web.Request) -> web.StreamResponse:
 
 def add_routes(app: web.Application, config: Config) -> None:
     """Every route of the API, each inside the layer, then the fallback."""
+    access = access_writer(config.log.access)
     for table in api.routes():
         for d in table:
             assert isinstance(d, web.RouteDef)
@@ -118,9 +118,9 @@ def add_routes(app: web.Application, config: Config) -> None:
             route = web.DynamicResource(d.path).canonical if "{" in d.path else d.path
             public = route in PUBLIC or (route == "/metrics" and config.security.metrics_public)
             web.RouteDef(d.method, d.path, layered(d.handler, route, public, app[METRICS],
-                                                   config.log.access), d.kwargs).register(app.router)
+                                                   access), d.kwargs).register(app.router)
     app.router.add_route("*", "/{tail:.*}", layered(unmatched, "unmatched", False, app[METRICS],
-                                                    config.log.access), name="unmatched")
+                                                    access), name="unmatched")
 
 
 # Request ids this process makes: a random prefix and a counter, unique without a call to the

