@@ -12,9 +12,10 @@ of connections. Here a Server subclass makes a RequestHandler subclass that:
 - closes a connection that has not sent a whole request head within header_timeout (a
   slowloris holds nothing for long), with a 408 problem: a sweep over the connections a few
   times per timeout, rather than a timer made and cancelled on every request;
-- and, past max_connections, closes the oldest idle connections first (those between
+- and, past max_connections, closes the connections idle the longest first (those between
   requests, then those still trickling a head), so a new client (a /healthz probe) is
-  served while others hold every connection; a log line and a metric say so.
+  served while others hold every connection, and a busy client keeps its own; a log line
+  and a metric say so.
 
 The subclasses read three of RequestHandler's attributes (`_request_in_progress`, `_messages`,
 `_loop`) and Server's `_connections`; tests/test_hostile.py drives each path, so an aiohttp that
@@ -24,6 +25,7 @@ renames them fails there.
 from __future__ import annotations
 
 import asyncio
+import heapq
 import time
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -150,7 +152,7 @@ _TIMEOUT_RESPONSE = problem_bytes(RequestTimeout("no whole request head arrived 
 class GatewayProtocol(RequestHandler):
     """One client connection (see the module docstring)."""
 
-    __slots__ = ("_gw_server", "_head_since")
+    __slots__ = ("_gw_server", "_head_since", "last_head")
 
     def __init__(self, manager: GatewayServer, **kwargs: Any) -> None:
         super().__init__(manager, **kwargs)
@@ -159,18 +161,19 @@ class GatewayProtocol(RequestHandler):
         # one is handled. GatewayServer's sweep closes the connection once it is too old: a
         # timer per request would cost a timer handle made and cancelled on every request.
         self._head_since: float | None = None
+        self.last_head = 0.0  # when the last request head began: how long it has been idle
 
     # -- the header-read timeout -----------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._head_since = self._loop.time()
+        self._head_since = self.last_head = self._loop.time()
         super().connection_made(transport)
 
     def data_received(self, data: bytes) -> None:
         # A head starts: the first bytes after the last request (or on a new connection) that
         # are not the body of a request being handled.
         if self._head_since is None and not self._request_in_progress and not self._messages:
-            self._head_since = self._loop.time()
+            self._head_since = self.last_head = self._loop.time()
         super().data_received(data)
         if self._head_since is not None and (self._messages or self._request_in_progress):
             self._head_since = None
@@ -245,6 +248,10 @@ def _peer(transport: asyncio.BaseTransport) -> str | None:
     return peer[0] if isinstance(peer, tuple) and peer else None
 
 
+def _last_head(h: GatewayProtocol) -> float:
+    return h.last_head
+
+
 class GatewayServer(web.Server):
     """aiohttp's Server making GatewayProtocol connections, at most max_connections of them."""
 
@@ -293,16 +300,19 @@ class GatewayServer(web.Server):
             self._shed(handler, over)
 
     def _shed(self, newcomer: RequestHandler, count: int) -> None:
-        """Close `count` connections: idle ones (oldest first), then ones still sending a
-        head; only when every other one is busy with a request, the newcomer."""
+        """Close `count` connections: those idle the longest (between requests, by when their
+        last request began), then ones still sending a head, longest first; only when every
+        other one is busy with a request, the newcomer. A client that keeps its connection
+        busy (a publisher) is never the one to go while others sit idle."""
+        others = [h for h in self._connections
+                  if h is not newcomer and isinstance(h, GatewayProtocol)]
         victims: list[RequestHandler] = []
-        for wanted in (lambda h: h.idle, lambda h: not h.busy):
-            for h in self._connections:
-                if len(victims) >= count:
-                    break
-                if h is not newcomer and isinstance(h, GatewayProtocol) and wanted(h) \
-                        and h not in victims:
-                    victims.append(h)
+        for tier in ([h for h in others if h.idle],
+                     [h for h in others if not h.idle and not h.busy]):
+            if len(victims) < count:
+                chosen: list[GatewayProtocol] = heapq.nsmallest(count - len(victims), tier,
+                                                                key=_last_head)
+                victims.extend(chosen)
         if len(victims) < count:
             victims.append(newcomer)
         for h in victims:

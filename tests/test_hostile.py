@@ -230,7 +230,8 @@ async def test_idle_keep_alive_connections_are_closed(tmp_path: Path) -> None:
 
 async def test_past_max_connections_the_oldest_idle_go_first(tmp_path: Path) -> None:
     """max_connections = 8 and 20 clients holding idle connections: /healthz still answers, the
-    oldest idle connections were closed, the newest kept; a log line and a metric say so."""
+    connections idle the longest were closed, the newest kept, and a client busy all along
+    (opened first) kept its own; a log line and a metric say so."""
     port = free_port()
     cfg = write_config(tmp_path, port, server={"max_connections": 8},
                        security={"metrics_public": True, "allow_private_targets": True,
@@ -238,8 +239,11 @@ async def test_past_max_connections_the_oldest_idle_go_first(tmp_path: Path) -> 
     gw = await ServeProcess(cfg, port).start()
     held = []
     try:
-        await asyncio.sleep(0)
+        busy = await asyncio.open_connection("127.0.0.1", port)
         for _ in range(20):
+            busy[1].write(b"GET /healthz HTTP/1.1\r\nHost: gw\r\n\r\n")
+            async with asyncio.timeout(10):
+                assert b" 200 " in await busy[0].readuntil(b'"ok"}')
             reader, writer = await asyncio.open_connection("127.0.0.1", port)
             writer.write(b"GET /healthz HTTP/1.1\r\nHost: gw\r\n\r\n")
             async with asyncio.timeout(10):
@@ -254,8 +258,12 @@ async def test_past_max_connections_the_oldest_idle_go_first(tmp_path: Path) -> 
             except TimeoutError:
                 closed.append(False)
         # The first ones opened are gone; the last ones (fewer than the cap) are still open.
-        assert all(closed[:12]), closed
+        assert all(closed[:13]), closed
         assert not any(closed[-6:]), closed
+        busy[1].write(b"GET /healthz HTTP/1.1\r\nHost: gw\r\n\r\n")
+        async with asyncio.timeout(10):
+            assert b" 200 " in await busy[0].readuntil(b'"ok"}')
+        busy[1].close()
         events = gw.log_events()
         assert any(e["event"] == "connection_limit_reached" and e["level"] == "warning"
                    for e in events), events
