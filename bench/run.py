@@ -26,7 +26,8 @@ import orjson
 import uvloop
 from report import Measure, tables
 
-SCENARIOS = ("throughput", "ingest", "latency", "isolation", "retry", "backlog", "soak")
+SCENARIOS = ("throughput", "ingest", "latency", "isolation", "retry", "backlog", "retention",
+             "soak")
 DEFAULT = ("throughput", "ingest", "latency", "isolation", "retry")
 
 

@@ -11,16 +11,19 @@ import aiohttp
 import orjson
 from aiohttp import web
 
-from gateway.api.common import CLIENT, CLOCK, CONFIG, LOOP, METRICS, POLICY, STORAGE
+from gateway.api.common import CLIENT, CLOCK, CONFIG, LOOP, METRICS, POLICY, PRUNER, STORAGE
 from gateway.clock import Clock, SystemClock
 from gateway.config import Config
 from gateway.delivery import DeliveryEngine
 from gateway.dispatch import USER_AGENT, Dispatcher
+from gateway.errors import DatabaseUnavailable
 from gateway.logs import get_logger
 from gateway.metrics import Metrics
+from gateway.pruner import Pruner
 from gateway.request_layer import add_routes
 from gateway.retry import Random
 from gateway.storage import Storage
+from gateway.storage.connector import RECOVERY_EVERY
 from gateway.targets import PolicyResolver, TargetPolicy
 
 # The engine itself, for the wiring and for tests (run_until_idle); handlers reach the loop
@@ -38,9 +41,20 @@ async def purge_idempotency_keys(storage: Storage, clock: Clock, every: float = 
     while True:
         try:
             await storage.purge_idempotency(clock.now())
+        except DatabaseUnavailable:
+            pass  # (storage logs the change once; the next sweep tries again)
         except Exception as exc:
             log.warning("idempotency_purge_failed", error=str(exc))
         await asyncio.sleep(every)
+
+
+async def _declare_topics(storage: Storage, topics: list[tuple[str, str]], clock: Clock) -> None:
+    """The config file's topics into the catalog, tried until the database can write."""
+    while True:
+        await asyncio.sleep(RECOVERY_EVERY)
+        with contextlib.suppress(DatabaseUnavailable):
+            await storage.put_topics(topics, clock.now())
+            return
 
 
 def _local_base(config: Config) -> str:
@@ -68,17 +82,26 @@ def create_app(config: Config, *, clock: Clock | None = None, rng: Random | None
 
     async def storage_ctx(app: web.Application) -> AsyncIterator[None]:
         storage = Storage(config.database.path, synchronous=config.database.synchronous,
-                          idempotency_ttl=config.server.idempotency_ttl_seconds)
+                          idempotency_ttl=config.server.idempotency_ttl_seconds,
+                          busy_timeout=config.database.busy_timeout_seconds)
         await storage.open()
+        declaring: asyncio.Task[None] | None = None
+        topics = [(t.name, t.description) for t in config.topics]
         try:
-            if config.topics:
-                await storage.put_topics([(t.name, t.description) for t in config.topics],
-                                         app[CLOCK].now())
+            if topics:
+                await storage.put_topics(topics, app[CLOCK].now())
+        except DatabaseUnavailable:
+            # It starts anyway, serving reads; the topics go in once it can write.
+            declaring = asyncio.create_task(_declare_topics(storage, topics, app[CLOCK]))
         except BaseException:
             await storage.close()  # its thread would otherwise keep the failed process alive
             raise
         app[STORAGE] = storage
+        app[METRICS].watch_database(config.database.path, lambda: storage.writable)
         yield
+        if declaring is not None and not declaring.done():
+            declaring.cancel()
+            await asyncio.gather(declaring, return_exceptions=True)
         await storage.close()
 
     async def client_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -109,6 +132,14 @@ def create_app(config: Config, *, clock: Clock | None = None, rng: Random | None
         yield
         await engine.stop()
 
+    async def pruner_ctx(app: web.Application) -> AsyncIterator[None]:
+        pruner = Pruner(app[STORAGE], config.retention, app[METRICS], app[CLOCK])
+        if run_delivery_loop:
+            pruner.start()
+        app[PRUNER] = pruner
+        yield
+        await pruner.stop()
+
     async def begin_stop(app: web.Application) -> None:
         # on_shutdown runs before the server waits out the requests in flight (see
         # DeliveryEngine.begin_stop); the cleanup above then waits for that same stop.
@@ -124,6 +155,6 @@ def create_app(config: Config, *, clock: Clock | None = None, rng: Random | None
             await task
 
     # Torn down in reverse: the loop stops before the client session and the database close.
-    app.cleanup_ctx.extend([storage_ctx, purge_ctx, client_ctx, delivery_ctx])
+    app.cleanup_ctx.extend([storage_ctx, purge_ctx, client_ctx, delivery_ctx, pruner_ctx])
     app.on_shutdown.append(begin_stop)
     return app

@@ -3,6 +3,7 @@
     GatewayError
     ├── ConfigError          a bad setting: names the key and why
     ├── StorageError         the database cannot be used (e.g. a newer schema)
+    │   └── DatabaseUnavailable   it cannot write now (disk full, locked, read-only): 503
     └── ApiError             answered as application/problem+json
         ├── BadRequest       400: the body is not JSON
         ├── Unauthorized     401: missing or unknown key
@@ -16,7 +17,7 @@
         ├── Unprocessable    422: JSON that breaks the rules; carries per-field errors
         ├── HeadersTooLarge  431: a header over the size limit, or too many of them
         ├── ClientDisconnected 499: the client left before its body arrived (logs only)
-        └── ServiceUnavailable 503
+        └── ServiceUnavailable  503, with Retry-After (DatabaseUnavailable is one)
 """
 
 from __future__ import annotations
@@ -66,6 +67,10 @@ class ApiError(GatewayError):
         if self.errors:
             out["errors"] = [{"field": e.field, "message": e.message} for e in self.errors]
         return out
+
+    def headers(self) -> dict[str, str]:
+        """Headers the answer carries besides the problem document."""
+        return {}
 
 
 class BadRequest(ApiError):
@@ -125,3 +130,18 @@ class ClientDisconnected(ApiError):
 
 class ServiceUnavailable(ApiError):
     status, title, slug = 503, "Service Unavailable", "unavailable"
+
+    retry_after = 5  # seconds: Retry-After
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
+
+
+class DatabaseUnavailable(StorageError, ServiceUnavailable):
+    """The database cannot store anything now; nothing of the request was stored. Raised by
+    storage, answered 503 by the request layer."""
+
+    def __init__(self, reason: str) -> None:
+        ServiceUnavailable.__init__(self, f"the database cannot store anything now ({reason}); "
+                                          "try again later")
+        self.reason = reason

@@ -40,7 +40,7 @@ REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 def problem(err: ApiError) -> web.Response:
     return web.Response(body=orjson.dumps(err.body()), status=err.status,
-                        content_type="application/problem+json")
+                        headers=err.headers(), content_type="application/problem+json")
 
 
 def layered(handler: Handler, route: str, public: bool, metrics: Metrics,

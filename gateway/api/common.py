@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from gateway.clock import Clock
     from gateway.config import Config
     from gateway.metrics import Metrics
+    from gateway.pruner import Pruner
     from gateway.storage import Storage
     from gateway.targets import TargetPolicy
 
@@ -54,6 +55,7 @@ METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
 CLIENT: web.AppKey[ClientSession] = web.AppKey("client")
 LOOP: web.AppKey[DeliveryLoop] = web.AppKey("loop")
 POLICY: web.AppKey[TargetPolicy] = web.AppKey("policy")
+PRUNER: web.AppKey[Pruner] = web.AppKey("pruner")
 
 PRINCIPAL: web.RequestKey[Principal] = web.RequestKey("principal")
 

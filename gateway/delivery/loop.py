@@ -15,6 +15,7 @@ from gateway.delivery.budget import ClaimBudget
 from gateway.delivery.recorder import Recorder
 from gateway.delivery.slots import HostSlots
 from gateway.dispatch import Dispatcher
+from gateway.errors import DatabaseUnavailable
 from gateway.logs import get_logger
 from gateway.metrics import Metrics
 from gateway.models import DeliveryStatus, DueDelivery, HookStatus
@@ -41,6 +42,7 @@ class DeliveryEngine:
         # Every row this process holds claimed in the database, until its attempt is recorded
         # or it is handed back.
         self._claimed: dict[str, DueDelivery] = {}
+        self._reset_due = False  # claims of an earlier run not handed back yet (see start)
         self._stopping = False
         self._stop_task: asyncio.Task[None] | None = None
         self._gone: set[str] = set()  # hooks that answered 410, until that is recorded
@@ -82,9 +84,14 @@ class DeliveryEngine:
         return self._slots.host_running
 
     async def start(self, *, background: bool = True) -> None:
-        handed_back = await self._storage.reset_claims()
-        if handed_back:
-            log.info("claims_handed_back", count=handed_back)
+        try:
+            handed_back = await self._storage.reset_claims()
+        except DatabaseUnavailable:
+            # Started on a database that cannot write: the loop hands them back once it can.
+            self._reset_due = True
+        else:
+            if handed_back:
+                log.info("claims_handed_back", count=handed_back)
         self._recorder_task = asyncio.create_task(self._recorder.run(), name="gateway-recorder")
         if background:
             self._loop_task = asyncio.create_task(self._loop(), name="gateway-delivery")
@@ -138,7 +145,10 @@ class DeliveryEngine:
             self._recorder.finish()
             await asyncio.gather(self._recorder_task, return_exceptions=True)
         unfinished = list(self._claimed)
-        await self._storage.release_claims(unfinished)
+        try:
+            await self._storage.release_claims(unfinished)
+        except DatabaseUnavailable:
+            unfinished = []  # they stay claimed: the next start hands them back
         log.info("delivery_stopped", finished_in_grace=finished_in_grace, queued=len(queued),
                  handed_back=len(unfinished))
 
@@ -150,6 +160,9 @@ class DeliveryEngine:
             self._wake.clear()
             timeout = self._cfg.poll_interval_seconds
             try:
+                if self._reset_due:
+                    await self._storage.reset_claims()
+                    self._reset_due = False
                 if self._wanted():
                     await self._fill()
                 if budget.dry is not None:
@@ -170,6 +183,8 @@ class DeliveryEngine:
                         if wait <= 0:
                             budget.dry = None  # that row has fallen due meanwhile
                         timeout = min(timeout, max(0.0, wait))
+            except DatabaseUnavailable:
+                pass  # storage logged the change once; delivery resumes when writes do
             except Exception:
                 log.exception("claim_failed")
             if timeout > 0:

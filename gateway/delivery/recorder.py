@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
 
+from gateway.errors import DatabaseUnavailable
 from gateway.logs import get_logger
 from gateway.storage import AttemptResult
 
@@ -65,9 +66,10 @@ class Recorder:
             try:
                 await self._flush()
                 failures = 0
-            except Exception:
+            except Exception as exc:
                 failures += 1
-                log.exception("record_failed", failures=failures)
+                if not isinstance(exc, DatabaseUnavailable):  # (logged once by storage)
+                    log.exception("record_failed", failures=failures)
                 if self.done and failures >= 3:
                     return
                 # The results are kept; back off a little before the database is tried again.
