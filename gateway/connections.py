@@ -149,6 +149,9 @@ class ConnectionStats:
 _TIMEOUT_RESPONSE = problem_bytes(RequestTimeout("no whole request head arrived in time"))
 
 
+_data_received = RequestHandler.data_received
+
+
 class GatewayProtocol(RequestHandler):
     """One client connection (see the module docstring)."""
 
@@ -174,7 +177,7 @@ class GatewayProtocol(RequestHandler):
         # are not the body of a request being handled.
         if self._head_since is None and not self._request_in_progress and not self._messages:
             self._head_since = self.last_head = self._loop.time()
-        super().data_received(data)
+        _data_received(self, data)  # (RequestHandler's: no super() object per chunk)
         if self._head_since is not None and (self._messages or self._request_in_progress):
             self._head_since = None
 

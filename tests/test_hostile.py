@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import json
+import re
 import zlib
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -307,3 +308,41 @@ def test_malformed_names_the_problem_in_its_own_words(exc: Exception | None, sta
 
 def test_the_bomb_really_inflates_past_the_body_limit() -> None:
     assert len(zlib.decompress(BOMB, wbits=31)) > 30 * 262144
+
+
+async def test_the_access_line_as_shipped(tmp_path: Path) -> None:
+    """The default configuration (level info, access on): one JSON line per request with the
+    fields structlog's chain gave it, written beside structlog's own lines, never mid-line."""
+    port = free_port()
+    cfg = write_config(tmp_path, port, log={"level": "info", "access": True})
+    key = await create_key(cfg, "admin")
+    gw = await ServeProcess(cfg, port).start()
+    try:
+        for _ in range(20):
+            answer = await exchange(port, request(b"GET", b"/v1/topics", key,
+                                                  extra=b"X-Request-Id: rid-17\r\n"))
+            assert parse(answer)[0] == 200
+        assert parse(await exchange(port, request(b"GET", b"/nowhere", None)))[0] == 401
+        assert parse(await exchange(port, b"GARBAGE / HTTP/1.1\r\n\r\n"))[0] == 400
+        await wait_until(lambda: sum(e["event"] == "request" for e in gw.log_events()) >= 22,
+                         10, "the access lines")
+        lines = gw.log_text().splitlines()
+        assert all(line.startswith("{") and line.endswith("}") for line in lines), lines
+        access = [e for e in gw.log_events() if e["event"] == "request"]
+        topics = [e for e in access if e["route"] == "/v1/topics"]
+        assert len(topics) == 20
+        first = topics[0]
+        assert list(first) == ["method", "route", "status", "ms", "event", "key_id",
+                               "request_id", "level", "timestamp"]
+        assert (first["method"], first["status"], first["request_id"], first["level"]) == (
+            "GET", 200, "rid-17", "info")
+        assert first["key_id"].startswith("key_")
+        assert isinstance(first["ms"], float) and first["ms"] >= 0
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", first["timestamp"])
+        anonymous = next(e for e in access if e["route"] == "unmatched")
+        assert anonymous["status"] == 401 and "key_id" not in anonymous
+        assert any(e["event"] == "malformed_request" for e in gw.log_events())
+        started = next(e for e in gw.log_events() if e["event"] == "started")
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", started["timestamp"])
+    finally:
+        await gw.close()
