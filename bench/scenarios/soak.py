@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gzip
 import os
 import random
@@ -30,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from harness import LOCAL, Gateway, receivers
+from harness import BENCH, LOCAL, PYTHON, Gateway, receivers, spawn
 from report import Measure, Target
 
 TARGETS = [Target("soak healthy deliveries", "ratio", ">=", 0.9, "≥ 0.9 x the quiet run")]
@@ -40,7 +41,11 @@ SLOWLORIS = 60
 MAX_CONNECTIONS = 256
 IDLE = MAX_CONNECTIONS + 16  # idle keep-alive connections held open: the cap and past it
 MALFORMED_PER_S = 20
-BOMB = gzip.compress(b"[" + b"0," * 30_000_000 + b"0]", compresslevel=9)
+
+
+@functools.cache
+def _bomb() -> bytes:
+    return gzip.compress(b"[" + b"0," * 30_000_000 + b"0]", compresslevel=9)
 
 
 # -- hostile targets (in this process) ---------------------------------------------------------
@@ -59,8 +64,9 @@ def _target(kind: str) -> Any:
             while True:
                 await _read_request(reader)
                 if kind == "bomb":
+                    bomb = _bomb()
                     writer.write(b"HTTP/1.1 500 Boom\r\nContent-Encoding: gzip\r\n"
-                                 b"Content-Length: %d\r\n\r\n" % len(BOMB) + BOMB)
+                                 b"Content-Length: %d\r\n\r\n" % len(bomb) + bomb)
                     await writer.drain()
                 elif kind == "hang":
                     await reader.read()  # never answers; holds the connection until it goes
@@ -68,7 +74,7 @@ def _target(kind: str) -> Any:
                 else:  # reset
                     writer.transport.abort()
                     return
-        except (ConnectionError, asyncio.IncompleteReadError):
+        except (ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError):
             pass
         finally:
             writer.close()
@@ -233,11 +239,15 @@ async def one_run(seconds: float, hostile: bool) -> dict[str, float]:
             await asyncio.sleep(1)
             start_rss, start_fds = _proc(g.pid)
             publish = asyncio.create_task(_publish(g, "bench.a", RATE, stop))
+            clients = None
             if hostile:
+                _bomb()  # made before the clock starts
                 tasks.append(asyncio.create_task(_publish(g, "bench.h", HOSTILE_RATE, stop)))
-                tasks += [asyncio.create_task(_slowloris(g.port, stop)) for _ in range(SLOWLORIS)]
-                tasks += [asyncio.create_task(_idle(g.port, stop)) for _ in range(IDLE)]
-                tasks.append(asyncio.create_task(_malformed(g.port, g.admin_key, stop)))
+                # The hostile clients run in a process of their own: hundreds of connections
+                # in this one would delay its /healthz probe and its publishers, and the
+                # figures would measure this process rather than the gateway.
+                clients = spawn([PYTHON, __file__, "--clients", str(g.port), g.admin_key],
+                                env={"PYTHONPATH": str(BENCH)}, log=g.dir / "clients.log")
             t0 = time.time()
             before = (await recv.stats())["ok"]
             await asyncio.sleep(seconds)
@@ -248,6 +258,9 @@ async def one_run(seconds: float, hostile: bool) -> dict[str, float]:
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            if clients is not None:
+                clients.terminate()
+                clients.wait(10)
             # The end: once the clients are gone and what they left has timed out (the hostile
             # targets' last attempts, 2 s; their retries, 2 s apart).
             await asyncio.sleep(10)
@@ -281,3 +294,20 @@ async def run(opts: Any) -> list[Measure]:
                 note=f"{seconds:.0f} s per run")
     print(m.line(opts.rep), flush=True)
     return [m]
+
+
+async def _clients(port: int, key: str) -> None:
+    """The hostile clients alone, until this process is terminated."""
+    stop = asyncio.Event()
+    tasks = [asyncio.create_task(_slowloris(port, stop)) for _ in range(SLOWLORIS)]
+    tasks += [asyncio.create_task(_idle(port, stop)) for _ in range(IDLE)]
+    tasks.append(asyncio.create_task(_malformed(port, key, stop)))
+    await asyncio.gather(*tasks)
+
+
+if __name__ == "__main__":
+    import sys
+
+    if sys.argv[1:2] == ["--clients"]:
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(_clients(int(sys.argv[2]), sys.argv[3]))
