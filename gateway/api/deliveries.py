@@ -6,7 +6,7 @@ from aiohttp import web
 
 from gateway.api.common import (
     CLOCK,
-    ENGINE,
+    LOOP,
     STORAGE,
     json_response,
     make_cursor,
@@ -67,7 +67,7 @@ async def retry_delivery(request: web.Request) -> web.Response:
         raise Unprocessable.field(
             "status", f"a {delivery.status.value} delivery cannot be retried")
     updated = await request.app[STORAGE].retry_delivery(delivery.id, request.app[CLOCK].now())
-    if ENGINE in request.app:
-        request.app[ENGINE].wake()
+    if LOOP in request.app:
+        request.app[LOOP].wake()
     assert updated is not None
     return json_response(updated.public(), status=202)

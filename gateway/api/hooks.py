@@ -11,7 +11,7 @@ from gateway.api.common import (
     CLIENT,
     CLOCK,
     CONFIG,
-    ENGINE,
+    LOOP,
     POLICY,
     STORAGE,
     account_name,
@@ -240,8 +240,8 @@ async def patch_hook(request: web.Request) -> web.Response:
     updated = await request.app[STORAGE].update_hook(hook.id, changes, request.app[CLOCK].now())
     if updated is None:
         raise NotFound("no such hook")
-    if changes and ENGINE in request.app:
-        request.app[ENGINE].hook_changed(hook.id)
+    if changes and LOOP in request.app:
+        request.app[LOOP].hook_changed(hook.id)
     return json_response(updated.public())
 
 
@@ -250,8 +250,8 @@ async def delete_hook(request: web.Request) -> web.Response:
     _hook_roles(request)
     hook = await _visible_hook(request)
     await request.app[STORAGE].delete_hook(hook.id, request.app[CLOCK].now())
-    if ENGINE in request.app:
-        request.app[ENGINE].hook_changed(hook.id)
+    if LOOP in request.app:
+        request.app[LOOP].hook_changed(hook.id)
     return web.Response(status=204)
 
 
