@@ -17,16 +17,17 @@ from gateway.storage.values import PruneSummary
 log = get_logger("gateway.pruner")
 STEP_ROWS = 250  # deliveries (and events) a step deletes: a few milliseconds of the writer
 # Between steps the pruner waits this many times as long as the step took: while it works
-# through a backlog it holds the writer at most a third of the time (at a half, delivery
-# through a backlog of 200,000 old rows ran at 0.86 of its speed without pruning).
-PAUSE_PER_STEP = 2.0
+# through a backlog it holds the writer at most a quarter of the time (bench/scenarios/
+# retention.py: at a half, delivery through 200,000 old rows ran at 0.86 of its speed without
+# pruning; single runs on a loaded machine vary by ±25 %, see its interleaved runs).
+PAUSE_PER_STEP = 3.0
 
 
 class Pruner:
     """Every prune_interval_seconds, one pass of prune steps until nothing old is left. Each
-    step is one transaction in the database thread; between steps the pruner waits twice as
-    long as the step took (PAUSE_PER_STEP), so it holds the writer at most a third of the time
-    while a backlog of old rows is worked through, and publishing and delivery go on between."""
+    step is one transaction in the database thread; between steps the pruner waits three times
+    as long as the step took (PAUSE_PER_STEP), so it holds the writer at most a quarter of the
+    time while a backlog of old rows is worked through; publishing and delivery go on between."""
 
     def __init__(self, storage: Backend, cfg: RetentionConfig, metrics: Metrics,
                  clock: Clock) -> None:
