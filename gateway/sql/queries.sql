@@ -57,7 +57,10 @@ UPDATE hooks SET target_url = COALESCE(?, target_url), host = COALESCE(?, host),
 WHERE id = ?;
 
 -- name: hook_delete
-UPDATE hooks SET deleted_at = ?, updated_at = ? WHERE id = ? AND deleted_at IS NULL;
+-- Its secrets go at once; the row stays until the pruner has removed its deliveries.
+UPDATE hooks SET deleted_at = ?, updated_at = ?, secret = '', old_secret = NULL,
+       old_secret_expires_at = NULL
+WHERE id = ? AND deleted_at IS NULL;
 
 -- name: hook_set_held
 -- A hook that is not active holds its pending deliveries out of the due index.
@@ -333,3 +336,47 @@ SELECT id, account, topic, sequence, data, resource_url, created_at FROM events
 WHERE account = ? AND id < ? AND (? IS NULL OR topic = ?) AND (? IS NULL OR created_at >= ?)
   AND (? IS NULL OR created_at < ?)
 ORDER BY id DESC LIMIT ?;
+
+-- name: prune_deliveries_pick
+-- Final deliveries made before the cutoff (ids sort by time: the primary key's range) and not
+-- changed since, past the cursor: (after id, before id, cutoff, limit). A claimed row is in
+-- flight and waits for its record.
+SELECT id FROM deliveries
+WHERE id > ? AND id < ? AND status != 'pending' AND claimed = 0 AND updated_at <= ?
+ORDER BY id LIMIT ?;
+
+-- name: prune_deleted_hooks_deliveries_pick
+-- The deliveries of deleted hooks, whatever their age (deleting cancelled the pending ones).
+SELECT d.id FROM hooks h JOIN deliveries d ON d.hook_id = h.id
+WHERE h.deleted_at IS NOT NULL AND d.status != 'pending' AND d.claimed = 0
+LIMIT ?;
+
+-- name: prune_attempts
+-- The attempts of deliveries given as a JSON array of ids.
+DELETE FROM attempts WHERE delivery_id IN (SELECT value FROM json_each(?));
+
+-- name: prune_deliveries
+-- Deliveries given as a JSON array of ids.
+DELETE FROM deliveries WHERE id IN (SELECT value FROM json_each(?));
+
+-- name: prune_events_pick
+-- Events made before the cutoff with no delivery left (so none pending), past the cursor:
+-- (after id, before id, cutoff, limit).
+SELECT e.id FROM events e
+WHERE e.id > ? AND e.id < ? AND e.created_at <= ?
+  AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = e.id)
+ORDER BY e.id LIMIT ?;
+
+-- name: prune_events
+-- Events given as a JSON array of ids.
+DELETE FROM events WHERE id IN (SELECT value FROM json_each(?));
+
+-- name: prune_hooks
+-- Deleted hooks none of whose deliveries is left.
+DELETE FROM hooks WHERE deleted_at IS NOT NULL
+AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.hook_id = hooks.id);
+
+-- name: secrets_expire
+-- A rotated-out secret past its window is cleared.
+UPDATE hooks SET old_secret = NULL, old_secret_expires_at = NULL
+WHERE old_secret IS NOT NULL AND old_secret_expires_at <= ?;

@@ -13,6 +13,7 @@ Laid out the way procrastinate splits its connector from its manager:
     events.py      EventStore: publishing (group commit), reading events
     deliveries.py  DeliveryStore: reading and retrying deliveries
     claims.py      ClaimStore: claims and attempts, applying gateway.health's verdicts
+    retention.py   RetentionStore: what the pruner deletes, a small transaction at a time
     values.py      what the verbs take and give (NewEvent, Published, Claim, …), any backend
     backend.py     Backend: the Protocol of every verb
     sqlite.py      Storage: the SQLite backend, the stores over one connector
@@ -30,6 +31,7 @@ A backend implements backend.Backend:
     deliveries get_delivery, list_deliveries, retry_delivery, pending_count
     claims     reset_claims, release_claims, claim_due, next_due_at, due_backlog,
                record_attempts
+    retention  prune
 with the values of values.py, and reuses routing, health and rows' models. Another backend
 (PostgreSQL) goes beside sqlite.py with its own connector and stores.
 """

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from gateway.storage.backend import Backend
 from gateway.storage.claims import ClaimStore
 from gateway.storage.connector import SqliteConnector
 from gateway.storage.deliveries import DeliveryStore
 from gateway.storage.events import EventStore
 from gateway.storage.hooks import HookMemory, HookStore, TopicStore
 from gateway.storage.keys import KeyStore
+from gateway.storage.retention import RetentionStore
 
 
 class Storage:
@@ -28,6 +30,7 @@ class Storage:
         self.events = events = EventStore(db, memory, idempotency_ttl)
         self.deliveries = deliveries = DeliveryStore(db)
         self.claims = claims = ClaimStore(db, memory)
+        self.retention = retention = RetentionStore(db, memory)
         self._memory = memory
 
         self.schema_version = db.schema_version
@@ -70,12 +73,20 @@ class Storage:
         self.due_backlog = claims.due_backlog
         self.record_attempts = claims.record_attempts
 
+        self.prune = retention.prune
+
     async def open(self, *, max_version: int | None = None) -> None:
         await self.connector.open(max_version=max_version)
 
     async def close(self) -> None:
         await self.events.close()
         await self.connector.close()
+
+    @property
+    def writable(self) -> bool:
+        """False from a write that failed because the database cannot write (disk full,
+        locked past busy_timeout, read-only) until a write succeeds again."""
+        return self.connector.writable
 
     # Counters the tests and benchmarks read.
     @property
@@ -94,3 +105,7 @@ class Storage:
     def hook_configs_held(self) -> int:
         """Hooks whose delivery config is in memory (bounded by hooks.HOOK_CFG_MAX)."""
         return self._memory.configs_held
+
+
+def _conforms(s: Storage) -> Backend:
+    return s  # mypy checks here that Storage has every verb of Backend, with its signature
