@@ -149,7 +149,7 @@ def _field_error(field: str, message: str) -> Any:
     return FieldError(field, message)
 
 
-async def _visible_hook(request: web.Request) -> Hook:
+async def visible_hook(request: web.Request) -> Hook:
     hook = await request.app[STORAGE].get_hook(request.match_info["id"])
     if hook is None or not principal(request).can_see(hook.account):
         raise NotFound("no such hook")
@@ -201,14 +201,14 @@ async def list_hooks(request: web.Request) -> web.Response:
 @routes.get("/v1/hooks/{id}")
 async def get_hook(request: web.Request) -> web.Response:
     _hook_roles(request)
-    return json_response((await _visible_hook(request)).public())
+    return json_response((await visible_hook(request)).public())
 
 
 @routes.patch("/v1/hooks/{id}")
 async def patch_hook(request: web.Request) -> web.Response:
     _hook_roles(request)
     body = expect_object(await read_json(request), PATCH_FIELDS)
-    hook = await _visible_hook(request)
+    hook = await visible_hook(request)
     changes: dict[str, Any] = {}
     topics = await _topics(request, body, required=False)
     if topics is not None:
@@ -248,7 +248,7 @@ async def patch_hook(request: web.Request) -> web.Response:
 @routes.delete("/v1/hooks/{id}")
 async def delete_hook(request: web.Request) -> web.Response:
     _hook_roles(request)
-    hook = await _visible_hook(request)
+    hook = await visible_hook(request)
     await request.app[STORAGE].delete_hook(hook.id, request.app[CLOCK].now())
     if ENGINE in request.app:
         request.app[ENGINE].hook_changed(hook.id)
@@ -258,7 +258,7 @@ async def delete_hook(request: web.Request) -> web.Response:
 @routes.post("/v1/hooks/{id}/rotate-secret")
 async def rotate_secret(request: web.Request) -> web.Response:
     _hook_roles(request)
-    hook = await _visible_hook(request)
+    hook = await visible_hook(request)
     now = request.app[CLOCK].now()
     secret = new_secret()
     await request.app[STORAGE].rotate_secret(hook.id, secret, now + ROTATION_WINDOW, now)
