@@ -28,6 +28,7 @@ from gateway.config import TOPIC_NAME
 from gateway.errors import NotFound, Unprocessable
 from gateway.handshake import HandshakeFailed, verify_intent
 from gateway.models import Hook, HookStatus, PayloadMode, Role, new_monotonic_id, new_secret
+from gateway.storage import STAR_ACCOUNT
 from gateway.targets import TargetRefused, check_target, check_url_syntax, host_key
 
 routes = web.RouteTableDef()
@@ -164,8 +165,11 @@ def _hook_roles(request: web.Request) -> None:
 async def create_hook(request: web.Request) -> web.Response:
     _hook_roles(request)
     body = expect_object(await read_json(request), CREATE_FIELDS)
-    # An admin names any account: the same rule as everywhere else, not just "a string".
-    account = account_name(principal(request).target_account(body.get("account")))
+    # An admin names any account: the same rule as everywhere else, not just "a string";
+    # or "*": the hook receives the events of every account for its topics.
+    account = principal(request).target_account(body.get("account"))
+    if account != STAR_ACCOUNT:
+        account = account_name(account)
     if "target_url" not in body:
         raise Unprocessable.field("target_url", "is required")
     topics = await _topics(request, body, required=True)
