@@ -1009,7 +1009,8 @@ class Storage:
             return None
         r = rows[0]
         event = Event(r[0], r[1], r[2], r[3], bytes(r[4]), r[5], r[6])
-        counts = {row[0]: row[1] for row in await self._read(Q["event_delivery_counts"], (event_id,))}
+        counts = {row[0]: row[1]
+                  for row in await self._read(Q["event_delivery_counts"], (event_id, event_id))}
         return event, counts
 
     async def purge_idempotency(self, now: float) -> None:
