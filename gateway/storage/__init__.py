@@ -16,6 +16,7 @@ Laid out the way procrastinate splits its connector from its manager:
     operational.py operational events, published inside the transaction of their change
     recovery.py    RecoveryStore: a hook's deliveries back to pending, test events
     portal.py      PortalStore: portal sign-in sessions by token hash
+    retention.py   RetentionStore: what the pruner deletes, a small transaction at a time
     values.py      what the verbs take and give (NewEvent, Published, Claim, …), any backend
     backend.py     Backend: the Protocol of every verb
     sqlite.py      Storage: the SQLite backend, the stores over one connector
@@ -35,6 +36,7 @@ A backend implements backend.Backend:
                purge_portal_sessions
     claims     reset_claims, release_claims, claim_due, next_due_at, due_backlog,
                record_attempts
+    retention  prune
 with the values of values.py, and reuses routing, health and rows' models. Another backend
 (PostgreSQL) goes beside sqlite.py with its own connector and stores.
 """

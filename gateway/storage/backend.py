@@ -22,6 +22,7 @@ from gateway.storage.values import (
     Claim,
     Claimed,
     NewEvent,
+    PruneSummary,
     Published,
     RecordSummary,
 )
@@ -33,6 +34,8 @@ class Backend(Protocol):
     async def close(self) -> None: ...
     async def schema_version(self) -> int: ...
     async def ping(self) -> bool: ...
+    @property
+    def writable(self) -> bool: ...
 
     # keys
     async def create_key(self, role: Role, account: str | None, key_hash: bytes, last4: str,
@@ -100,3 +103,6 @@ class Backend(Protocol):
     async def record_attempts(self, results: Sequence[AttemptResult], now: float, *,
                               disable_after_failures: int, disable_after_seconds: float,
                               then_claim: Claim | None = None) -> RecordSummary: ...
+
+    # retention
+    async def prune(self, now: float, keep_seconds: float, batch: int = 500) -> PruneSummary: ...

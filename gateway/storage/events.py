@@ -11,6 +11,7 @@ from typing import Any
 
 import orjson
 
+from gateway.errors import DatabaseUnavailable
 from gateway.models import Event, first_id_at, new_monotonic_ids
 from gateway.storage import rows
 from gateway.storage.connector import SqliteConnector, Tail, execute_rows
@@ -72,10 +73,12 @@ class EventStore:
                 self._db.count_rows(sum(len(ps) + sum(p.deliveries for p in ps)
                                         for ps in results))
             except Exception as exc:
-                # One bad request must not sink its neighbours: retry each on its own.
-                if len(batch) == 1:
-                    if not batch[0][2].done():
-                        batch[0][2].set_exception(exc)
+                # One bad request must not sink its neighbours: retry each on its own. When
+                # the database cannot write, none would succeed: all are answered at once.
+                if len(batch) == 1 or isinstance(exc, DatabaseUnavailable):
+                    for _, _, fut in batch:
+                        if not fut.done():
+                            fut.set_exception(exc)
                     continue
                 for item in batch:
                     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from gateway.storage.backend import Backend
 from gateway.storage.claims import ClaimStore
 from gateway.storage.connector import SqliteConnector
 from gateway.storage.deliveries import DeliveryStore
@@ -10,6 +11,7 @@ from gateway.storage.hooks import HookMemory, HookStore, TopicStore
 from gateway.storage.keys import KeyStore
 from gateway.storage.portal import PortalStore
 from gateway.storage.recovery import RecoveryStore
+from gateway.storage.retention import RetentionStore
 
 
 class Storage:
@@ -32,6 +34,7 @@ class Storage:
         self.claims = claims = ClaimStore(db, memory)
         self.recovery = recovery = RecoveryStore(db, memory)
         self.portal = portal = PortalStore(db)
+        self.retention = retention = RetentionStore(db, memory)
         self._memory = memory
 
         self.schema_version = db.schema_version
@@ -81,12 +84,20 @@ class Storage:
         self.due_backlog = claims.due_backlog
         self.record_attempts = claims.record_attempts
 
+        self.prune = retention.prune
+
     async def open(self, *, max_version: int | None = None) -> None:
         await self.connector.open(max_version=max_version)
 
     async def close(self) -> None:
         await self.events.close()
         await self.connector.close()
+
+    @property
+    def writable(self) -> bool:
+        """False from a write that failed because the database cannot write (disk full,
+        locked past busy_timeout, read-only) until a write succeeds again."""
+        return self.connector.writable
 
     # Counters the tests and benchmarks read.
     @property
@@ -105,3 +116,7 @@ class Storage:
     def hook_configs_held(self) -> int:
         """Hooks whose delivery config is in memory (bounded by hooks.HOOK_CFG_MAX)."""
         return self._memory.configs_held
+
+
+def _conforms(s: Storage) -> Backend:
+    return s  # mypy checks here that Storage has every verb of Backend, with its signature
