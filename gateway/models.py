@@ -285,3 +285,9 @@ class DueDelivery(NamedTuple):
     resource_url: str | None
     event_created_at: float
     ordered: bool = False  # recording it may make the hook's next row claimable
+
+
+def id_floor(prefix: str, ts: float) -> str:
+    """The lowest id new_id or new_monotonic_id can make at `ts`: rows made since then have
+    ids at or above it, so a time bound becomes a range on a primary key."""
+    return f"{prefix}_{_encode(int(ts * 1000) << 80)}"

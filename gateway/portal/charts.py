@@ -1,0 +1,99 @@
+"""SVG charts drawn on the server (no script): attempts delivered against failed per time bucket."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from html import escape
+
+HOUR = 3600.0
+MINUTE = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class Buckets:
+    """Counts per bucket of `step` seconds, the first starting at `start`."""
+
+    start: float
+    step: float
+    ok: tuple[int, ...]
+    failed: tuple[int, ...]
+
+    @property
+    def total_ok(self) -> int:
+        return sum(self.ok)
+
+    @property
+    def total_failed(self) -> int:
+        return sum(self.failed)
+
+
+def window(now: float, step: float, count: int) -> float:
+    """The start of a window of `count` buckets of `step` seconds whose last one holds `now`,
+    aligned on the step (hours start on the hour) so a chart does not shift between loads."""
+    return (now // step + 1 - count) * step
+
+
+def bucketed(rows: Iterable[tuple[int, int, int]], start: float, step: float,
+             count: int) -> Buckets:
+    """Rows of (bucket index, delivered, failed) as `count` buckets; indexes outside the
+    window are dropped, repeated ones added up."""
+    ok = [0] * count
+    failed = [0] * count
+    for index, good, bad in rows:
+        if 0 <= index < count:
+            ok[index] += good
+            failed[index] += bad
+    return Buckets(start, step, tuple(ok), tuple(failed))
+
+
+def _clock(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%H:%M")
+
+
+def _fmt(n: float) -> str:
+    return f"{n:.2f}".rstrip("0").rstrip(".")
+
+
+def bars(b: Buckets, *, title: str, width: int = 480, height: int = 120) -> str:
+    """Stacked bars, delivered below failed, one per bucket; the picture scales with its box
+    (viewBox), says what it shows to screen readers (role=img, aria-label) and each bar's
+    counts on hover (<title>). Colours come from the page's CSS classes."""
+    n = len(b.ok)
+    top, bottom, left = 14, 18, 2
+    plot_h = height - top - bottom
+    peak = max((o + f for o, f in zip(b.ok, b.failed, strict=True)), default=0)
+    slot = (width - left) / n if n else 0
+    summary = (f"{title}: {b.total_ok} delivered, {b.total_failed} failed, "
+               f"{_clock(b.start)} to {_clock(b.start + n * b.step)} UTC")
+    out = [f'<svg class="chart" viewBox="0 0 {width} {height}" role="img" '
+           f'aria-label="{escape(summary)}" xmlns="http://www.w3.org/2000/svg">',
+           f"<title>{escape(summary)}</title>",
+           f'<text class="axis" x="{left}" y="10">{peak} max</text>']
+    for i, (good, bad) in enumerate(zip(b.ok, b.failed, strict=True)):
+        if good + bad == 0:
+            continue
+        x = left + i * slot + slot * 0.1
+        w = slot * 0.8
+        h_ok = plot_h * good / peak
+        h_bad = plot_h * bad / peak
+        y_ok = top + plot_h - h_ok
+        begin = b.start + i * b.step
+        label = escape(f"{_clock(begin)}: {good} delivered, {bad} failed")
+        out.append(f"<g><title>{label}</title>")
+        if good:
+            out.append(f'<rect class="ok" x="{_fmt(x)}" y="{_fmt(y_ok)}" width="{_fmt(w)}" '
+                       f'height="{_fmt(h_ok)}"/>')
+        if bad:
+            out.append(f'<rect class="failed" x="{_fmt(x)}" y="{_fmt(y_ok - h_bad)}" '
+                       f'width="{_fmt(w)}" height="{_fmt(h_bad)}"/>')
+        out.append("</g>")
+    base = top + plot_h
+    out.append(f'<line class="base" x1="{left}" y1="{base}" x2="{width}" y2="{base}"/>')
+    out.append(f'<text class="axis" x="{left}" y="{height - 4}">{_clock(b.start)}</text>')
+    out.append(f'<text class="axis" x="{width - 2}" y="{height - 4}" text-anchor="end">'
+               f"{_clock(b.start + n * b.step)} UTC</text>")
+    out.append("</svg>")
+    return "".join(out)
+
