@@ -35,7 +35,6 @@ from gateway.errors import ApiError, MethodNotAllowed, NotFound, PayloadTooLarge
 from gateway.logs import get_logger
 from gateway.metrics import Metrics
 from gateway.models import ApiKey
-from gateway.portal import interim_sessions as portal_interim
 from gateway.retry import Random
 from gateway.storage import Storage
 from gateway.targets import PolicyResolver, TargetPolicy
@@ -117,8 +116,7 @@ async def unmatched(request: web.Request) -> web.StreamResponse:
 
 
 def _add_routes(app: web.Application, config: Config) -> None:
-    # INTERIM: POST /v1/portal/sessions until the portal-api branch brings its own.
-    for table in (*api.routes(), portal_interim.routes):
+    for table in api.routes():
         for d in table:
             assert isinstance(d, web.RouteDef)
             # The metrics' route label: the path pattern without its regexes, as aiohttp's

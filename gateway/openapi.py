@@ -138,6 +138,21 @@ SCHEMAS: dict[str, Any] = {
         "response_excerpt": {"type": "string"}}},
     "DeliveryWithAttempts": {"allOf": [_ref("Delivery"), {"type": "object", "properties": {
         "attempt_log": {"type": "array", "items": _ref("Attempt")}}}]},
+    "Recover": {"type": "object", "required": ["since"], "additionalProperties": False,
+                "properties": {
+                    "since": {"type": "string", "format": "date-time"},
+                    "until": {"type": "string", "format": "date-time"},
+                    "statuses": {"type": "array", "minItems": 1, "default": ["failed"],
+                                 "items": {"enum": ["failed", "delivered", "cancelled"]}}}},
+    "Recovered": {"type": "object", "properties": {"deliveries": {"type": "integer"}}},
+    "PortalSessionCreate": {"type": "object", "required": ["account"],
+                            "additionalProperties": False, "properties": {
+                                "account": {"type": "string"},
+                                "ttl_seconds": {"type": "number", "minimum": 1,
+                                                "maximum": 604800, "default": 3600}}},
+    "PortalSession": {"type": "object", "properties": {
+        "url": {"type": "string", "description": "Absolute when server.public_url is set."},
+        "expires_at": {"type": "string", "format": "date-time"}}},
     "WebhookBody": {"description": "What a target receives.", "type": "object", "properties": {
         "id": {"type": "string"}, "type": {"type": "string"}, "timestamp": {"type": "string"},
         "account": {"type": "string"}, "sequence": {"type": "integer"}, "data": {},
@@ -202,7 +217,27 @@ def openapi_document() -> dict[str, Any]:
             params=[*hook_id, *PAGE, {"name": "status", "in": "query", "schema": {
                 "enum": ["pending", "delivered", "failed", "cancelled"]}}],
             errors=("401", "403", "404", "422"))},
-        "/v1/events": {"post": _op(
+        "/v1/hooks/{id}/recover": {"post": _op(
+            "Deliveries created in [since, until) with one of the statuses (default failed) go "
+            "back to pending with a fresh set of retries, in their original order.",
+            {"202": _json(_ref("Recovered"), "Recovered, durably.")}, body=_ref("Recover"),
+            params=hook_id, errors=("400", "401", "403", "404", "413", "422"))},
+        "/v1/hooks/{id}/test": {"post": _op(
+            "Publish a gateway.test event for this hook alone.",
+            {"202": _json(_ref("Published"), "Stored durably with its one delivery.")},
+            params=hook_id, errors=("401", "403", "404"))},
+        "/v1/portal/sessions": {"post": _op(
+            "A portal sign-in link for one account (admin).",
+            {"201": _json(_ref("PortalSession"), "Created.")}, body=_ref("PortalSessionCreate"),
+            errors=("400", "401", "403", "413", "422"))},
+        "/v1/events": {"get": _op(
+            "Events, newest first: a subscriber's own account's, every account's for "
+            "publishers and admins.", {"200": _json(_page("Event"), "OK")},
+            params=[*PAGE, *({"name": n, "in": "query", "schema": sch} for n, sch in (
+                ("topic", {"type": "string"}), ("account", {"type": "string"}),
+                ("since", {"type": "string", "format": "date-time"}),
+                ("until", {"type": "string", "format": "date-time"})))],
+            errors=("401", "403", "422")), "post": _op(
             "Publish one event, or a JSON array of events atomically.",
             {"202": _json({"oneOf": [_ref("Published"), {"type": "object", "properties": {
                 "data": {"type": "array", "items": _ref("Published")}}}]},
@@ -218,7 +253,8 @@ def openapi_document() -> dict[str, Any]:
             "One delivery with its attempt log.", {"200": _json(_ref("DeliveryWithAttempts"), "OK")},
             params=[_path_param("id")], errors=("401", "403", "404"))},
         "/v1/deliveries/{id}/retry": {"post": _op(
-            "Try a delivery again now.", {"202": _json(_ref("Delivery"), "Queued.")},
+            "Try a delivery again now (a delivered one is sent once more).",
+            {"202": _json(_ref("Delivery"), "Queued.")},
             params=[_path_param("id")], errors=("401", "403", "404", "422"))},
     }
     return {

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
+import math
 import os
 import re
 import sqlite3
@@ -36,12 +37,17 @@ from gateway.models import (
     PayloadMode,
     Role,
     Topic,
+    first_id_at,
+    iso,
     new_id,
     new_monotonic_ids,
 )
 from gateway.outcome import Outcome
+from gateway.routing import pattern_prefix, prefix_matches
 
 T = TypeVar("T")
+# The account of an admin hook that receives the events of every account (API.md).
+STAR_ACCOUNT = "*"
 log = get_logger("gateway.storage")
 
 
@@ -236,6 +242,7 @@ class RecordSummary:
     disabled_hooks: list[str] = field(default_factory=list)
     removed_hooks: list[str] = field(default_factory=list)
     final: dict[str, int] = field(default_factory=dict)  # final status → count
+    published_due: int = 0  # due deliveries of the operational events published
 
 
 class _HookCfg(NamedTuple):
@@ -256,6 +263,7 @@ class _Route(NamedTuple):
     hook_id: str
     held: bool  # not active: the row waits without being scanned
     host: str
+    account: str  # the hook's: the event's, or "*" for an admin hook of every account
 
 
 @dataclass(slots=True)
@@ -273,10 +281,9 @@ class _HookIndex:
             if p in seen:
                 continue
             seen.add(p)
-            if p == "*":
-                self.prefixes.append(("", route))
-            elif p.endswith(".*"):
-                self.prefixes.append((p[:-1], route))
+            prefix = pattern_prefix(p)
+            if prefix is not None:
+                self.prefixes.append((prefix, route))
             else:
                 self.exact.setdefault(p, []).append(route)
 
@@ -285,7 +292,7 @@ class _HookIndex:
         if hit is None:
             found = {r.hook_id: r for r in self.exact.get(topic, ())}
             for prefix, route in self.prefixes:
-                if topic.startswith(prefix):
+                if prefix_matches(prefix, topic):
                     found[route.hook_id] = route
             hit = self.memo[topic] = list(found.values())
         return hit
@@ -296,6 +303,23 @@ class _HookIndex:
         if n is None:
             n = self.due_memo[topic] = sum(not r.held for r in self.match(topic))
         return n
+
+
+RECOVER_BATCH = 1000  # deliveries per transaction of a recovery (a few ms of the writer each)
+TEST_TOPIC = "gateway.test"
+EXHAUSTED_TOPIC = "gateway.delivery.exhausted"
+DISABLED_TOPIC = "gateway.hook.disabled"
+REMOVED_TOPIC = "gateway.hook.removed"
+
+
+class OperationalEvent(NamedTuple):
+    """An event the gateway publishes about one of its hooks (API.md, "Operational events")."""
+
+    account: str  # the hook's
+    topic: str
+    data: dict[str, Any]
+    about: str  # the hook it is about: never delivered to it...
+    only: _Route | None = None  # ...unless it goes to that hook alone (gateway.test)
 
 
 def _hook_from_row(row: sqlite3.Row) -> Hook:
@@ -759,7 +783,10 @@ class Storage:
         # Only ever called inside a writer transaction, like every read of the index, so
         # publishing never routes with a stale view of the hooks, nor claims with a stale
         # secret or URL. Hooks change rarely: every hook's delivery config is read again.
-        self._hook_index.pop(account, None)
+        if account == STAR_ACCOUNT:  # its hooks are in every account's index
+            self._hook_index.clear()
+        else:
+            self._hook_index.pop(account, None)
         self._hook_cfg.clear()
 
     def _index_for(self, c: sqlite3.Connection, account: str) -> _HookIndex:
@@ -767,7 +794,7 @@ class Storage:
         if idx is None:
             idx = _HookIndex()
             for row in c.execute(Q["hook_index_account"], (account,)):
-                idx.add(_Route(row[0], row[2] != HookStatus.ACTIVE.value, row[3]),
+                idx.add(_Route(row[0], row[2] != HookStatus.ACTIVE.value, row[3], row[4]),
                         orjson.loads(row[1]))
             self._hook_index[account] = idx
         return idx
@@ -956,9 +983,9 @@ class Storage:
                 seqs[ev.account] = seq
                 eid = next(eids)
                 ev_rows.append((eid, ev.account, ev.topic, seq, ev.data_json, ev.resource_url, now))
-                for hook_id, held, host in matches:
-                    dl_rows.append((next(dids), eid, hook_id, ev.account, ev.topic, seq, int(held),
-                                    now, now, now, host))
+                for hook_id, held, host, hook_account in matches:
+                    dl_rows.append((next(dids), eid, hook_id, hook_account, ev.topic, seq,
+                                    int(held), now, now, now, host))
                 pub = Published(eid, len(matches), False, index.due(ev.topic))
                 if ev.idempotency_key is not None:
                     fresh_keys[(ev.account, ev.idempotency_key)] = pub
@@ -1141,9 +1168,13 @@ class Storage:
                 (r.delivery_id, r.attempt.status_code,
                  r.next_attempt_at if r.next_attempt_at is not None else now,
                  r.status.value, now) for r in results])
+            exhausted: list[AttemptResult] = []
             for r in results:
                 if r.status is not DeliveryStatus.PENDING:
                     summary.final[r.status.value] = summary.final.get(r.status.value, 0) + 1
+                    if r.outcome is Outcome.FAILED:
+                        exhausted.append(r)
+            ops = self._exhausted(c, exhausted) if exhausted else []
             streaks: dict[str, list[AttemptResult]] = {}
             for r in results:
                 streaks.setdefault(r.hook_id, []).append(r)
@@ -1157,6 +1188,8 @@ class Storage:
                         summary.final["failed"] = summary.final.get("failed", 0) + n
                         summary.removed_hooks.append(hook_id)
                         self._forget_hooks(st["account"])
+                        ops.append(OperationalEvent(st["account"], REMOVED_TOPIC, {
+                            "hook_id": hook_id, "target_url": st["target_url"]}, hook_id))
                     continue
                 last_ok = max((i for i, r in enumerate(rs) if not r.hook_failed), default=-1)
                 fails = rs[last_ok + 1:]
@@ -1179,7 +1212,13 @@ class Storage:
                     c.execute(Q["hook_set_held"], (1, hook_id))
                     summary.disabled_hooks.append(hook_id)
                     self._forget_hooks(st["account"])
+                    ops.append(OperationalEvent(st["account"], DISABLED_TOPIC, {
+                        "hook_id": hook_id, "target_url": st["target_url"],
+                        "failing_since": iso(since), "failures": count}, hook_id))
             _execute_rows(c, "hook_success", ok)
+            if ops:
+                # In this transaction: the change and the news of it commit together.
+                summary.published_due += sum(p.due for p in self._publish_operational(c, ops, now))
 
         def record_then_claim(c: sqlite3.Connection) -> None:
             tx(c)
@@ -1188,3 +1227,145 @@ class Storage:
 
         await self._tx(record_then_claim, relaxed=True)
         return summary
+
+    # == Portal sessions, browsing, recovery and operational events (issue 16) ================
+    # Kept together so that the storage split can move them into its stores.
+
+    async def create_portal_session(self, token_hash: bytes, account: str, expires_at: float,
+                                    now: float) -> None:
+        """Store a portal sign-in link's token, by its hash only, for one account."""
+        def tx(c: sqlite3.Connection) -> None:
+            c.execute(Q["account_ensure"], (account, now))
+            c.execute(Q["portal_session_insert"], (token_hash, account, expires_at, now))
+
+        await self._tx(tx)
+
+    async def portal_session(self, token_hash: bytes) -> tuple[str, float] | None:
+        """(account, expires_at) of the portal session with this token hash, expired or not;
+        None when there is none. The caller compares expires_at with its clock."""
+        for row in await self._read(Q["portal_session_get"], (token_hash,)):
+            if hmac.compare_digest(row[0], token_hash):
+                return row[1], row[2]
+        return None
+
+    async def delete_portal_session(self, token_hash: bytes) -> None:
+        await self._tx(lambda c: c.execute(Q["portal_session_delete"], (token_hash,)))
+
+    async def purge_portal_sessions(self, now: float) -> int:
+        """Forget the sessions that expired by now; how many."""
+        return await self._tx(lambda c: c.execute(Q["portal_session_purge"], (now,)).rowcount)
+
+    async def list_events(self, *, account: str | None, topic: str | None,
+                          since: float | None, until: float | None, limit: int,
+                          before: str | None) -> tuple[list[tuple[Event, dict[str, int]]],
+                                                       str | None]:
+        """Events newest first, created in [since, until), of one account and one topic when
+        given, each with its delivery counts; and the last id when there are more."""
+        lowest = first_id_at("evt", since) if since is not None else ""
+        rows = await self._read(Q["event_list"], (
+            before or "~", lowest, -math.inf if since is None else since,
+            math.inf if until is None else until, account, account, topic, topic, limit + 1))
+        events = [Event(r[0], r[1], r[2], r[3], bytes(r[4]), r[5], r[6]) for r in rows[:limit]]
+        counts: dict[str, dict[str, int]] = {e.id: {} for e in events}
+        if events:
+            for eid, status, n in await self._read(
+                    Q["event_list_counts"], (orjson.dumps([e.id for e in events]).decode(),)):
+                counts[eid][status] = n
+        return [(e, counts[e.id]) for e in events], (events[-1].id if len(rows) > limit else None)
+
+    async def recover_deliveries(self, hook_id: str, *, since: float, until: float | None,
+                                 statuses: Sequence[DeliveryStatus], now: float,
+                                 after_batch: Callable[[int], None] | None = None,
+                                 batch: int = RECOVER_BATCH) -> int:
+        """The hook's deliveries created in [since, until) with one of the statuses become
+        pending with a fresh set of retries, oldest first, in transactions of `batch` rows:
+        a recovery of 100,000 deliveries never holds the writer (and so publishing and the
+        delivery loop) for more than one batch. after_batch(n) runs after each commit."""
+        wanted = orjson.dumps(sorted(s.value for s in statuses)).decode()
+        lowest = first_id_at("dlv", since)
+        after = ""
+        total = 0
+        upper = math.inf if until is None else until
+
+        def tx(c: sqlite3.Connection, after: str) -> tuple[int, str | None]:
+            hook = c.execute(Q["hook_route"], (hook_id,)).fetchone()
+            if hook is None:  # deleted meanwhile
+                return 0, None
+            ids = [r[0] for r in c.execute(Q["recover_select"], (
+                hook_id, max(after, lowest), since, upper, wanted, batch))]
+            if not ids:
+                return 0, None
+            held = int(hook[1] != HookStatus.ACTIVE.value)
+            c.execute(Q["recover_update"], (now, now, held, orjson.dumps(ids).decode()))
+            return len(ids), ids[-1] if len(ids) == batch else None
+
+        while True:
+            n, last = await self._tx(partial(tx, after=after))
+            total += n
+            if n and after_batch is not None:
+                after_batch(n)
+            if last is None:
+                return total
+            after = last
+
+    async def publish_test_event(self, hook_id: str, message: str, now: float
+                                 ) -> Published | None:
+        """A gateway.test event in the hook's account for that hook alone; None when the hook
+        does not exist."""
+        def tx(c: sqlite3.Connection) -> Published | None:
+            hook = c.execute(Q["hook_route"], (hook_id,)).fetchone()
+            if hook is None:
+                return None
+            route = _Route(hook[0], hook[1] != HookStatus.ACTIVE.value, hook[2], hook[3])
+            op = OperationalEvent(hook[3], TEST_TOPIC, {"hook_id": hook_id, "message": message},
+                                  hook_id, only=route)
+            return self._publish_operational(c, [op], now)[0]
+
+        return await self._tx(tx)
+
+    def _publish_operational(self, c: sqlite3.Connection, ops: Sequence[OperationalEvent],
+                             now: float) -> list[Published]:
+        """Store operational events and their deliveries inside the caller's transaction (the
+        one making the change they report). Never to the hook an event is about, unless it is
+        for that hook alone (a test)."""
+        out: list[Published] = []
+        seqs: dict[str, int] = {}
+        eids = iter(new_monotonic_ids("evt", len(ops), now))
+        for op in ops:
+            if op.only is not None:
+                routes = [op.only]
+            else:
+                routes = [r for r in self._index_for(c, op.account).match(op.topic)
+                          if r.hook_id != op.about]
+            seq = seqs.get(op.account)
+            if seq is None:
+                c.execute(Q["account_ensure"], (op.account, now))
+                seq = c.execute(Q["sequence_get"], (op.account,)).fetchone()[0]
+            seq += 1
+            seqs[op.account] = seq
+            eid = next(eids)
+            c.execute(Q["event_insert"], (eid, op.account, op.topic, seq,
+                                          orjson.dumps(op.data), None, now))
+            dids = new_monotonic_ids("dlv", len(routes), now) if routes else []
+            for did, r in zip(dids, routes, strict=True):
+                c.execute(Q["delivery_insert"], (did, eid, r.hook_id, r.account, op.topic, seq,
+                                                 int(r.held), now, now, now, r.host))
+            out.append(Published(eid, len(routes), False, sum(not r.held for r in routes)))
+        c.executemany(Q["sequence_set"], [(s, a) for a, s in seqs.items()])
+        return out
+
+    def _exhausted(self, c: sqlite3.Connection, results: Sequence[AttemptResult]
+                   ) -> list[OperationalEvent]:
+        """gateway.delivery.exhausted for each of these (FAILED) results whose delivery did
+        fail for good (one cancelled meanwhile keeps that status, see delivery_record)."""
+        ops = []
+        for r in results:
+            row = c.execute(Q["delivery_exhausted"], (r.delivery_id,)).fetchone()
+            if row is None or row[7] != DeliveryStatus.FAILED.value:
+                continue
+            ops.append(OperationalEvent(row[6], EXHAUSTED_TOPIC, {
+                "delivery_id": row[0], "hook_id": row[1], "event_id": row[2], "topic": row[3],
+                "attempts": row[4], "last_status_code": row[5], "last_error": r.attempt.error,
+            }, row[1]))
+        return ops
+

@@ -12,7 +12,6 @@ import pytest
 from multidict import CIMultiDictProxy
 
 from gateway.clock import ManualClock
-from gateway.portal.interim_sessions import SESSIONS
 from tests.conftest import Gateway
 
 StartGateway = Callable[..., Awaitable[Gateway]]
@@ -63,8 +62,10 @@ async def open_link(b: aiohttp.ClientSession, gw: Gateway, account: str, ttl: in
                                     json={"account": account, "ttl_seconds": ttl})
     assert status == 201, body
     path = body["url"]
+    assert path.startswith("/portal/sign-in?token=")
     csrf = await token_of(b, gw, path)
-    status, html, headers = await post(b, gw, path, {"csrf": csrf})
+    status, html, headers = await post(b, gw, "/portal/sign-in",
+                                       {"csrf": csrf, "token": path.split("=", 1)[1]})
     assert (status, headers.get("Location")) == (303, "/portal/"), html
     return str(path)
 
@@ -199,4 +200,3 @@ async def test_portal_links_are_made_by_admins_only(start_gateway: StartGateway)
     status, body, _ = await gw.call("POST", "/v1/portal/sessions", gw.admin,
                                     json={"account": "acme", "ttl_seconds": "1h"})
     assert status == 422 and body["errors"][0]["field"] == "ttl_seconds"
-    assert len(gw.app[SESSIONS]._links) == 0

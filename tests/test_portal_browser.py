@@ -8,22 +8,24 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import orjson
 import pytest
 import pytest_asyncio
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from gateway.api.common import CLOCK, STORAGE
+from gateway.api.portal_sessions import new_token
 from gateway.app import create_app
 from gateway.auth import generate_key, hash_key
 from gateway.models import DeliveryStatus, Role
-from gateway.portal.interim_sessions import SESSIONS
 from tests.conftest import Receiver, base_config, wait_until
 
 CHROMIUM = "/usr/bin/chromium"
@@ -251,12 +253,13 @@ async def test_a_subscriber_signs_in_by_link_and_manages_a_hook(portal: Portal, 
 
 async def test_an_expired_link_is_a_clear_page(portal: Portal, page: Any) -> None:
     now = portal.app[CLOCK].now()
-    token = await portal.app[SESSIONS].create_link("acme", now - 1)
-    resp = await page.goto(portal.url(f"/portal/link/{token}"))
+    token = new_token()
+    await portal.app[STORAGE].create_portal_session(hash_key(token), "acme", now - 1, now - 3601)
+    resp = await page.goto(portal.url(f"/portal/sign-in?token={token}"))
     assert resp.status == 410
     await page.get_by_role("heading", name="This link has expired").wait_for()
     assert await page.get_by_role("button", name="Open the portal").count() == 0
-    resp = await page.goto(portal.url("/portal/link/not-a-link"))
+    resp = await page.goto(portal.url("/portal/sign-in?token=gwp_not-a-link"))
     assert resp.status == 404
     await page.get_by_role("heading", name="This link does not work").wait_for()
     await page.goto(portal.url("/portal/"))
@@ -366,3 +369,49 @@ async def test_hostile_data_is_shown_as_text(portal: Portal, page: Any) -> None:
     data = await page.locator("pre").last.inner_text()
     assert script in data and big[:1000] in data
     assert await page.locator("script, img").count() == 0
+
+
+async def test_a_target_down_for_a_while_is_recovered_with_one_click(portal: Portal,
+                                                                     page: Any) -> None:
+    receiver = await portal.receiver()
+    await sign_in_by_link(page, portal, "recovering")
+    hook_id = await create_hook(page, receiver, "Orders")
+    receiver.status, receiver.body = 503, b"maintenance"
+    for n in range(3):
+        await portal.publish("recovering", {"order": n})
+    await wait_status(portal, hook_id, DeliveryStatus.FAILED, 3)
+
+    # The failures show on the list (last error) and on the hook's page, by status.
+    await page.goto(portal.url("/portal/"))
+    card = page.locator("li.card", has=page.get_by_role("link", name="Orders"))
+    assert "answered 503" in await card.inner_text()
+    await page.get_by_role("link", name="Orders").click()
+    await page.get_by_role("link", name="failed", exact=True).click()
+    assert await page.get_by_role("button", name="Retry").count() == 3
+    await shot(page, "failures")
+
+    receiver.status = 204
+    before = len(receiver.deliveries)
+    await page.get_by_label("Failed since (UTC)").fill(
+        time.strftime("%Y-%m-%dT%H:%M", time.gmtime(time.time() - 3600)))
+    await page.get_by_role("button", name="Recover").click()
+    await page.get_by_text("3 failed deliveries since that time").wait_for()
+    await wait_status(portal, hook_id, DeliveryStatus.DELIVERED, 3)
+    orders = [orjson.loads(r.body)["data"]["order"] for r in receiver.deliveries[before:]]
+    assert orders == [0, 1, 2]  # in their original order
+
+    await page.get_by_role("button", name="Send test event").click()
+    await page.get_by_text("A test event was sent").wait_for()
+    await wait_status(portal, hook_id, DeliveryStatus.DELIVERED, 4)
+    assert orjson.loads(receiver.deliveries[-1].body)["type"] == "gateway.test"
+    await page.reload()
+    assert "gateway.test" in await page.get_by_role("row").nth(1).inner_text()
+
+    await page.get_by_role("link", name="Events").click()
+    await page.get_by_role("heading", name="Events").wait_for()
+    topics = [(await li.locator("strong").inner_text())
+              for li in await page.locator("ul.events > li").all()]
+    # The three orders, the test, and the gateway's word that each order had failed for good.
+    assert sorted(topics) == sorted(["contact.created"] * 3 + ["gateway.test"]
+                                    + ["gateway.delivery.exhausted"] * 3)
+    await shot(page, "events")

@@ -154,16 +154,13 @@ def _field_error(field: str, message: str) -> Any:
     return FieldError(field, message)
 
 
-async def visible_hook(request: web.Request, hook_id: str) -> Hook:
-    """The hook if the caller may see it; another account's is NotFound, like a missing one."""
-    hook = await request.app[STORAGE].get_hook(hook_id)
+async def visible_hook(request: web.Request, hook_id: str | None = None) -> Hook:
+    """The hook (by default the route's {id}) if the caller may see it; another account's is
+    NotFound, like a missing one."""
+    hook = await request.app[STORAGE].get_hook(hook_id or request.match_info["id"])
     if hook is None or not principal(request).can_see(hook.account):
         raise NotFound("no such hook")
     return hook
-
-
-async def _visible_hook(request: web.Request) -> Hook:
-    return await visible_hook(request, request.match_info["id"])
 
 
 def _hook_roles(request: web.Request) -> None:
@@ -228,7 +225,7 @@ async def list_hooks(request: web.Request) -> web.Response:
 @routes.get("/v1/hooks/{id}")
 async def get_hook(request: web.Request) -> web.Response:
     _hook_roles(request)
-    return json_response((await _visible_hook(request)).public())
+    return json_response((await visible_hook(request)).public())
 
 
 async def change(request: web.Request, hook: Hook, body: dict[str, Any]) -> Hook:
@@ -276,7 +273,7 @@ async def change(request: web.Request, hook: Hook, body: dict[str, Any]) -> Hook
 async def patch_hook(request: web.Request) -> web.Response:
     _hook_roles(request)
     body = expect_object(await read_json(request), PATCH_FIELDS)
-    hook = await _visible_hook(request)
+    hook = await visible_hook(request)
     return json_response((await change(request, hook, body)).public())
 
 
@@ -297,11 +294,11 @@ async def rotate(request: web.Request, hook: Hook) -> str:
 @routes.delete("/v1/hooks/{id}")
 async def delete_hook(request: web.Request) -> web.Response:
     _hook_roles(request)
-    await remove(request, await _visible_hook(request))
+    await remove(request, await visible_hook(request))
     return web.Response(status=204)
 
 
 @routes.post("/v1/hooks/{id}/rotate-secret")
 async def rotate_secret(request: web.Request) -> web.Response:
     _hook_roles(request)
-    return json_response({"secret": await rotate(request, await _visible_hook(request))})
+    return json_response({"secret": await rotate(request, await visible_hook(request))})

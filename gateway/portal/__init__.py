@@ -8,8 +8,8 @@ from aiohttp import web
 
 from gateway.errors import NotFound
 from gateway.portal import pages, signin
-from gateway.portal.interim_sessions import SESSIONS, MemorySessions
 from gateway.portal.layer import TEMPLATES, environment, page
+from gateway.portal.sessions import SESSIONS, Sessions
 
 STATIC = resources.files("gateway.portal") / "static"
 
@@ -34,14 +34,12 @@ async def _static(request: web.Request) -> web.StreamResponse:
 def setup(app: web.Application) -> None:
     """Add the portal's routes; call before the API's catch-all route."""
     app[TEMPLATES] = environment()
-    app[SESSIONS] = MemorySessions()
+    app[SESSIONS] = Sessions(app)
     r = app.router
     r.add_get("/portal", _slash)
     r.add_get("/portal/static/{name}", page(_static, signed_in=False))
-    r.add_get("/portal/sign-in", page(signin.sign_in_form, signed_in=False))
+    r.add_get("/portal/sign-in", page(signin.sign_in_page, signed_in=False))
     r.add_post("/portal/sign-in", page(signin.sign_in, signed_in=False))
     r.add_post("/portal/sign-out", page(signin.sign_out, signed_in=False))
-    r.add_get("/portal/link/{token}", page(signin.link_page, signed_in=False))
-    r.add_post("/portal/link/{token}", page(signin.open_link, signed_in=False))
     pages.add_routes(app, page)
     r.add_route("*", "/portal/{tail:.*}", page(_not_found, signed_in=False))

@@ -18,7 +18,7 @@ from gateway.auth import Principal
 from gateway.errors import ApiError, Forbidden, NotFound, Unprocessable
 from gateway.logs import get_logger
 from gateway.models import ApiKey, Role, iso
-from gateway.portal.interim_sessions import SESSIONS, Session
+from gateway.portal.sessions import SESSIONS, Session
 
 log = get_logger("gateway.portal")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -57,12 +57,7 @@ def environment() -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.globals.update(
-        done=None,
-        # What the API allows today; the portal-api branch widens retry to delivered ones and
-        # adds test events, recovery and the events list.
-        retryable=("failed", "pending"), test_event=False, recover_form=False, events_page=False,
-    )
+    env.globals.update(done=None, retryable=("failed", "pending", "delivered"))
     env.filters["when"] = lambda ts: (iso(ts) or "").replace("T", " ").replace(".000Z", "Z") \
         if ts is not None else "—"
     return env
@@ -136,7 +131,7 @@ def field(name: str, request: web.Request) -> str:
 
 async def _session(request: web.Request) -> tuple[str, Session] | None:
     token = request.cookies.get(COOKIE)
-    if not token or len(token) > 100:
+    if not token:
         return None
     session = await request.app[SESSIONS].session(token, request.app[CLOCK].now())
     if session is None:
@@ -146,7 +141,7 @@ async def _session(request: web.Request) -> tuple[str, Session] | None:
         storage = request.app[STORAGE]
         key = storage.cached_key(session.key_hash) or await storage.fetch_key(session.key_hash)
         if key is None or key.role is not Role.ADMIN:  # revoked since: the session ends too
-            await request.app[SESSIONS].end_session(token)
+            await request.app[SESSIONS].end(token)
             return None
         request[PRINCIPAL] = Principal(key)
     else:

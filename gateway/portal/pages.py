@@ -11,7 +11,9 @@ from aiohttp import web
 
 from gateway.api import deliveries as delivery_api
 from gateway.api import hooks as hook_api
+from gateway.api import recovery
 from gateway.api.common import CLOCK, STORAGE, principal
+from gateway.config import TOPIC_NAME
 from gateway.errors import Unprocessable
 from gateway.models import DeliveryStatus, Hook, HookStatus, Role
 from gateway.portal import stats
@@ -26,12 +28,16 @@ DONE = {  # what a redirect's ?done= says; fixed texts, so nothing a visitor typ
     "deleted": "The hook was deleted; its waiting deliveries were cancelled.",
     "retried": "The delivery will be tried again now.",
     "tested": "A test event was sent to this hook; it shows in the deliveries below.",
-    "recovered": "Failed deliveries are being sent again.",
 }
 
 
 def _done(request: web.Request) -> str | None:
-    return DONE.get(request.query.get("done", ""))
+    done = request.query.get("done", "")
+    if done == "recovered":
+        n = request.query.get("n", "")
+        count = int(n) if n.isdigit() and len(n) < 10 else 0
+        return f"{count} failed deliveries since that time are being sent again."
+    return DONE.get(done)
 
 
 def _account_filter(request: web.Request) -> str | None:
@@ -86,6 +92,7 @@ async def hook_page(request: web.Request) -> web.Response:
 async def _hook_page(request: web.Request, hook: Hook, status: int = 200,
                      **extra: Any) -> web.Response:
     extra.setdefault("edit_error", None)
+    extra.setdefault("recover_error", None)
     storage = request.app[STORAGE]
     now = request.app[CLOCK].now()
     wanted = request.query.get("status")
@@ -182,6 +189,43 @@ async def rotate_secret(request: web.Request) -> web.Response:
     return render(request, "secret.html", hook=hook, name=hook_name(hook), secret=secret)
 
 
+async def send_test(request: web.Request) -> web.Response:
+    hook = await _hook(request)
+    await recovery.test_hook(request, hook)
+    return redirect(f"/portal/hooks/{hook.id}?done=tested")
+
+
+async def recover(request: web.Request) -> web.Response:
+    hook = await _hook(request)
+    since = field("since", request).strip()
+    # A datetime-local field gives "YYYY-MM-DDTHH:MM" (or with seconds), read as UTC.
+    if len(since) == 16:
+        since += ":00"
+    try:
+        n = await recovery.recover_hook(request, hook, {"since": f"{since}Z"})
+    except Unprocessable as exc:
+        return await _hook_page(request, hook, 422, recover_error=exc.detail)
+    return redirect(f"/portal/hooks/{hook.id}?done=recovered&n={n}")
+
+
+async def events_page(request: web.Request) -> web.Response:
+    account = _account_filter(request)
+    topic = request.query.get("topic") or None
+    if topic is not None and not TOPIC_NAME.match(topic):
+        topic = None
+    items, last = await request.app[STORAGE].list_events(
+        account=account, topic=topic, since=None, until=None, limit=PAGE,
+        before=_cursor(request) or None)
+    return render(request, "events.html", events=[
+        (e, counts, _excerpt(e.data_json)) for e, counts in items], account=account,
+        topic=topic, next_after=last)
+
+
+def _excerpt(data: bytes, limit: int = 2000) -> str:
+    text = data.decode(errors="replace")
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(data):,} bytes in all)"
+
+
 async def delivery_page(request: web.Request) -> web.Response:
     delivery, attempts = await delivery_api.visible_delivery(request, request.match_info["id"])
     storage = request.app[STORAGE]
@@ -215,6 +259,9 @@ def add_routes(app: web.Application, wrap: Callable[[Handler], Handler]) -> None
     r.add_post("/portal/hooks/{id}/resume", wrap(resume_hook))
     r.add_post("/portal/hooks/{id}/delete", wrap(delete_hook))
     r.add_post("/portal/hooks/{id}/rotate-secret", wrap(rotate_secret))
+    r.add_post("/portal/hooks/{id}/test", wrap(send_test))
+    r.add_post("/portal/hooks/{id}/recover", wrap(recover))
+    r.add_get("/portal/events", wrap(events_page))
     r.add_get("/portal/deliveries/{id}", wrap(delivery_page))
     r.add_post("/portal/deliveries/{id}/retry", wrap(retry_delivery))
 

@@ -9,7 +9,7 @@ from importlib import resources
 
 import orjson
 
-from gateway.models import Hook, id_floor
+from gateway.models import Hook, first_id_at
 from gateway.portal.charts import HOUR, MINUTE, Buckets, bucketed, window
 from gateway.storage import Storage
 
@@ -59,7 +59,7 @@ async def hook_health(storage: Storage, hook_ids: list[str], now: float,
     rows: dict[str, list[tuple[int, int, int]]] = {h: [] for h in hook_ids}
     if hook_ids:
         for r in await storage._read(Q["portal_hook_health"], (
-                start, HOUR, orjson.dumps(hook_ids).decode(), id_floor("dlv", now - LOOKBACK))):
+                start, HOUR, orjson.dumps(hook_ids).decode(), first_id_at("dlv", now - LOOKBACK))):
             rows[r[0]].append((r[1], r[2], r[3]))
     return {h: bucketed(rows[h], start, HOUR, hours) for h in hook_ids}
 
@@ -69,7 +69,7 @@ async def last_errors(storage: Storage, hook_ids: list[str], now: float) -> dict
         return {}
     return {r[0]: LastError(r[1], r[2], r[3]) for r in await storage._read(
         Q["portal_hook_last_error"],
-        (orjson.dumps(hook_ids).decode(), id_floor("dlv", now - LOOKBACK)))}
+        (orjson.dumps(hook_ids).decode(), first_id_at("dlv", now - LOOKBACK)))}
 
 
 async def per_minute(storage: Storage, now: float, minutes: int = 60) -> Buckets:

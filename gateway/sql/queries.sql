@@ -44,9 +44,10 @@ SELECT * FROM hooks WHERE deleted_at IS NULL AND id > ? ORDER BY id LIMIT ?;
 SELECT * FROM hooks WHERE deleted_at IS NULL AND account = ? AND id > ? ORDER BY id LIMIT ?;
 
 -- name: hook_index_account
--- What publishing needs to fan an event out: every hook of the account that can still receive.
-SELECT id, topics, status, host FROM hooks
-WHERE account = ? AND deleted_at IS NULL AND status != 'removed';
+-- What publishing needs to fan an event out: every hook of the account that can still receive,
+-- and the admin hooks of every account ("*").
+SELECT id, topics, status, host, account FROM hooks
+WHERE account IN (?, '*') AND deleted_at IS NULL AND status != 'removed';
 
 -- name: hook_delete
 UPDATE hooks SET deleted_at = ?, updated_at = ? WHERE id = ? AND deleted_at IS NULL;
@@ -82,7 +83,7 @@ WHERE id IN (SELECT id FROM ids) AND (consecutive_failures != 0 OR failing_since
 UPDATE hooks SET consecutive_failures = ?, failing_since = ? WHERE id = ?;
 
 -- name: hook_failure_state
-SELECT consecutive_failures, failing_since, status, account FROM hooks WHERE id = ?;
+SELECT consecutive_failures, failing_since, status, account, target_url FROM hooks WHERE id = ?;
 
 -- name: hook_set_status
 UPDATE hooks SET status = ?, updated_at = ? WHERE id = ?;
@@ -138,24 +139,28 @@ SELECT at, status_code, error, duration_ms, response_excerpt FROM attempts
 WHERE delivery_id = ? ORDER BY at, rowid;
 
 -- name: delivery_retry
--- A manual retry: one more attempt now, whatever the schedule said. Only a failed delivery
--- gets the single manual attempt; a pending one keeps the retries it has left.
+-- A manual retry: one more attempt now, whatever the schedule said. Only a failed or delivered
+-- delivery gets the single manual attempt (a delivered one is sent once more); a pending one
+-- keeps the retries it has left.
 UPDATE deliveries SET status = 'pending', next_attempt_at = ?, updated_at = ?,
-       manual = CASE WHEN status = 'failed' THEN 1 ELSE manual END,
+       manual = CASE WHEN status IN ('failed', 'delivered') THEN 1 ELSE manual END,
        held = (SELECT CASE WHEN h.status = 'active' THEN 0 ELSE 1 END FROM hooks h
                WHERE h.id = deliveries.hook_id)
-WHERE id = ? AND status IN ('pending', 'failed');
+WHERE id = ? AND status IN ('pending', 'failed', 'delivered');
 
 -- name: claim_candidates
 -- Due deliveries, oldest first, skipping hosts that are at their bound. An ordered hook offers
 -- only its lowest pending sequence, and nothing while one of its deliveries is claimed.
 -- What a delivery needs of its hook comes from memory (Storage._hook_cfg), so the hook is
 -- joined only to filter: its columns on every row were half the cost of a claim.
+-- The account is the event's (a delivery of an admin hook of every account has "*"); the
+-- attempts are those of the current set of retries (a recovered delivery starts over).
 -- The event's time goes as whole microseconds: the claim also travels as JSON (see
 -- storage.py), which keeps 15 digits of a REAL, and both ways must give the same value.
 -- storage.py derives the claim of one host from this text (_of_one_host): keep the index hint
 -- and the host filter as they are written here.
-SELECT d.id, d.event_id, d.hook_id, d.account, d.topic, d.sequence, d.attempts, d.manual, d.host,
+SELECT d.id, d.event_id, d.hook_id, e.account, d.topic, d.sequence, d.attempts - d.retry_from,
+       d.manual, d.host,
        e.data, e.resource_url, CAST(round(e.created_at * 1000000) AS INTEGER)
 FROM deliveries d INDEXED BY deliveries_due
 JOIN hooks h ON h.id = d.hook_id
@@ -236,3 +241,57 @@ SET claimed = 0, attempts = attempts + 1, manual = 0, last_status_code = r.code,
     status = CASE WHEN deliveries.status = 'pending' THEN r.status ELSE deliveries.status END
 FROM r
 WHERE deliveries.id = r.id;
+
+-- ==== Portal sessions, browsing, recovery and operational events (issue 16) ====
+
+-- name: portal_session_insert
+INSERT INTO portal_sessions (token_hash, account, expires_at, created_at) VALUES (?, ?, ?, ?);
+
+-- name: portal_session_get
+-- Looked up by hash; the caller compares the hash again in constant time.
+SELECT token_hash, account, expires_at FROM portal_sessions WHERE token_hash = ?;
+
+-- name: portal_session_delete
+DELETE FROM portal_sessions WHERE token_hash = ?;
+
+-- name: portal_session_purge
+DELETE FROM portal_sessions WHERE expires_at <= ?;
+
+-- name: event_list
+-- Newest first, from before the cursor (an id) down to the lowest id `since` allows (ids begin
+-- with their creation time, see models.new_id, so the primary key bounds the walk); the times
+-- themselves are then checked exactly. Parameters: before, lowest id, since, until, account
+-- twice, topic twice, limit.
+SELECT id, account, topic, sequence, data, resource_url, created_at FROM events
+WHERE id < ? AND id >= ? AND created_at >= ? AND created_at < ?
+  AND (? IS NULL OR account = ?) AND (? IS NULL OR topic = ?)
+ORDER BY id DESC LIMIT ?;
+
+-- name: event_list_counts
+-- The delivery counts of many events; their ids as a JSON array.
+SELECT event_id, status, COUNT(*) FROM deliveries
+WHERE event_id IN (SELECT value FROM json_each(?)) GROUP BY event_id, status;
+
+-- name: recover_select
+-- The next of a hook's deliveries to recover, in their original order: created in
+-- [since, until), status among the JSON array given, after the last id of the previous batch.
+SELECT id FROM deliveries INDEXED BY deliveries_by_hook
+WHERE hook_id = ? AND id > ? AND created_at >= ? AND created_at < ?
+  AND status IN (SELECT value FROM json_each(?))
+ORDER BY id LIMIT ?;
+
+-- name: recover_update
+-- Back to pending with a fresh set of retries (the schedule counts from retry_from); held when
+-- the hook is not active. Parameters: now twice, held, ids as a JSON array.
+UPDATE deliveries SET status = 'pending', manual = 0, claimed = 0, retry_from = attempts,
+       next_attempt_at = ?, updated_at = ?, held = ?
+WHERE id IN (SELECT value FROM json_each(?));
+
+-- name: delivery_exhausted
+-- What gateway.delivery.exhausted says about a delivery that has just failed for good.
+SELECT id, hook_id, event_id, topic, attempts, last_status_code, account, status
+FROM deliveries WHERE id = ?;
+
+-- name: hook_route
+-- The hook a test event goes to: its delivery row's held flag, host and account.
+SELECT id, status, host, account FROM hooks WHERE id = ? AND deleted_at IS NULL;
