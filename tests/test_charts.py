@@ -30,8 +30,12 @@ def test_bucketed_adds_repeats_and_drops_what_is_outside() -> None:
     assert (b.total_ok, b.total_failed) == (4, 7)
 
 
-def parse(svg: str) -> ElementTree.Element:
-    return ElementTree.fromstring(svg)  # well-formed XML, or this raises
+def parse(html: str) -> ElementTree.Element:
+    figure = ElementTree.fromstring(html)  # well-formed XML, or this raises
+    assert figure.tag == "figure"
+    svg = figure.find(f"{SVG}svg")
+    assert svg is not None
+    return svg
 
 
 def rects(root: ElementTree.Element, cls: str) -> list[ElementTree.Element]:
@@ -43,7 +47,7 @@ def test_bars_are_stacked_and_scaled_to_the_busiest_bucket() -> None:
     root = parse(bars(b, title="Health", width=400, height=120))
     ok, failed = rects(root, "ok"), rects(root, "failed")
     assert len(ok) == 2 and len(failed) == 2  # empty counts draw nothing
-    plot = 120 - 14 - 18
+    plot = 120
     heights = [float(r.get("height", "0")) for r in ok]
     assert heights == pytest.approx([plot * 3 / 6, plot * 6 / 6])
     # A failed bar sits on top of its bucket's delivered bar.
@@ -57,10 +61,15 @@ def test_bars_are_stacked_and_scaled_to_the_busiest_bucket() -> None:
     assert "9 delivered, 3 failed" in (root.get("aria-label") or "")
 
 
-def test_each_bar_says_its_counts() -> None:
-    root = parse(bars(Buckets(2 * HOUR, HOUR, (5,), (2,)), title="Health"))
-    titles = [t.text for t in root.iter(f"{SVG}title")]
+def test_each_bar_says_its_counts_and_the_caption_the_span() -> None:
+    html = bars(Buckets(2 * HOUR, HOUR, (5, 0), (2, 1)), title="Health")
+    titles = [t.text for t in parse(html).iter(f"{SVG}title")]
     assert "02:00: 5 delivered, 2 failed" in titles
+    assert "03:00: 0 delivered, 1 failed" in titles
+    caption = [s.text for s in ElementTree.fromstring(html).iter("span")]
+    assert caption == ["2 h ago", "tallest bar: 7", "now"]
+    per_minute = bars(Buckets(0.0, MINUTE, (0,) * 60, (0,) * 60), title="x")
+    assert next(s.text for s in ElementTree.fromstring(per_minute).iter("span")) == "60 min ago"
 
 
 def test_no_data_is_an_empty_chart_not_an_error() -> None:

@@ -1,8 +1,6 @@
 """The portal in a real browser: Debian's Chromium driven by Playwright through a real gateway
 app (real HTTP, real SQLite, the real delivery loop) and real receivers. One browser for the
-module; each test has its own browser context (cookies) and its own accounts.
-
-GATEWAY_SCREENSHOTS=DIR also saves the main pages, at a desktop and a phone width, to DIR."""
+module; each test has its own browser context (cookies) and its own accounts."""
 
 from __future__ import annotations
 
@@ -27,15 +25,12 @@ from gateway.app import create_app
 from gateway.auth import generate_key, hash_key
 from gateway.models import DeliveryStatus, Role
 from tests.conftest import Receiver, base_config, wait_until
+from tests.test_handshake import closed_port
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run"]
-PHONE = {"width": 390, "height": 844}
 DESKTOP = {"width": 1280, "height": 860}
-SHOTS = os.environ.get("GATEWAY_SCREENSHOTS")
-if SHOTS:
-    Path(SHOTS).mkdir(parents=True, exist_ok=True)
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -148,16 +143,6 @@ async def page(browser: Any) -> AsyncIterator[Any]:
     await context.close()
 
 
-async def shot(page: Any, name: str) -> None:
-    """Save the page at a desktop and a phone width when GATEWAY_SCREENSHOTS names a folder."""
-    if not SHOTS:
-        return
-    await page.screenshot(path=f"{SHOTS}/portal-{name}.png", full_page=True)
-    await page.set_viewport_size(PHONE)
-    await page.screenshot(path=f"{SHOTS}/portal-{name}-phone.png", full_page=True)
-    await page.set_viewport_size(DESKTOP)
-
-
 async def sign_in_by_link(page: Any, portal: Portal, account: str) -> None:
     await page.goto(await portal.link(account))
     await page.get_by_role("button", name="Open the portal").click()
@@ -192,7 +177,6 @@ async def test_a_subscriber_signs_in_by_link_and_manages_a_hook(portal: Portal, 
     secret = await page.locator("#secret").inner_text()
     assert secret.startswith("whsec_")
     assert len(receiver.handshakes) == 1
-    await shot(page, "created")
     await page.get_by_role("link", name="Go to CRM sync").click()
 
     # A delivery that works, then the target goes down: the failure and its attempts show.
@@ -209,14 +193,12 @@ async def test_a_subscriber_signs_in_by_link_and_manages_a_hook(portal: Portal, 
     assert "failed" in await newest.inner_text()
     assert "500" in await newest.inner_text()
     assert "delivered" in await rows.nth(2).inner_text()
-    await shot(page, "hook")
 
     await newest.get_by_role("link").click()
     await page.get_by_role("heading", name="Attempts").wait_for()
     attempts = page.locator("ol.attempts > li")
     assert await attempts.count() == 3  # 1 + the two retries of the schedule
     assert "down for maintenance" in await attempts.first.inner_text()
-    await shot(page, "delivery")
 
     # The target is back: one click and the delivery turns delivered.
     receiver.status = 204
@@ -287,7 +269,6 @@ async def test_another_accounts_hook_is_a_404_like_a_missing_one(portal: Portal,
     assert len(set(pages.values())) == 1, pages
     status, text = next(iter(pages.values()))
     assert status == 404 and "Not found" in text and "Globex" not in text
-    await shot(page, "not-found")
 
     # Acting on it by POST is the same 404, and changes nothing.
     await page.goto(portal.url("/portal/"))
@@ -375,6 +356,19 @@ async def test_a_target_down_for_a_while_is_recovered_with_one_click(portal: Por
                                                                      page: Any) -> None:
     receiver = await portal.receiver()
     await sign_in_by_link(page, portal, "recovering")
+    # A target that does not answer the handshake: no hook, the form says why and keeps what
+    # was typed.
+    await page.get_by_role("link", name="New hook").click()
+    down = f"http://127.0.0.1:{closed_port()}/in"
+    await page.get_by_label("Target URL").fill(down)
+    await page.get_by_label("Description").fill("Orders")
+    await page.get_by_role("checkbox", name=re.compile("contact.created")).check()
+    await page.get_by_role("button", name="Create hook").click()
+    alert = await page.get_by_role("alert").inner_text()
+    assert "intent verification failed" in alert and "connection refused" in alert
+    assert await page.get_by_label("Target URL").input_value() == down
+    assert await page.get_by_role("checkbox", name=re.compile("contact.created")).is_checked()
+    await page.get_by_role("link", name="Hooks").first.click()
     hook_id = await create_hook(page, receiver, "Orders")
     receiver.status, receiver.body = 503, b"maintenance"
     for n in range(3):
@@ -388,7 +382,6 @@ async def test_a_target_down_for_a_while_is_recovered_with_one_click(portal: Por
     await page.get_by_role("link", name="Orders").click()
     await page.get_by_role("link", name="failed", exact=True).click()
     assert await page.get_by_role("button", name="Retry").count() == 3
-    await shot(page, "failures")
 
     receiver.status = 204
     before = len(receiver.deliveries)
@@ -414,4 +407,35 @@ async def test_a_target_down_for_a_while_is_recovered_with_one_click(portal: Por
     # The three orders, the test, and the gateway's word that each order had failed for good.
     assert sorted(topics) == sorted(["contact.created"] * 3 + ["gateway.test"]
                                     + ["gateway.delivery.exhausted"] * 3)
-    await shot(page, "events")
+
+
+async def test_an_operator_sees_every_account_and_what_is_failing(portal: Portal,
+                                                                  page: Any) -> None:
+    receiver = await portal.receiver()
+    sub = await portal.key(Role.SUBSCRIBER, "northwind")
+    status, hook = await portal.api("POST", "/v1/hooks", sub, {
+        "target_url": receiver.url + "/nw", "topics": ["contact.created"],
+        "description": "Northwind ERP"})
+    assert status == 201, hook
+    receiver.status = 500
+    await portal.publish("northwind", {"n": 1})
+    await wait_status(portal, hook["id"], DeliveryStatus.FAILED)
+
+    await page.goto(portal.url("/portal/"))
+    await page.get_by_label("Admin key").fill("gw_wrong")
+    await page.get_by_role("button", name="Sign in").click()
+    await page.get_by_role("alert").wait_for()
+    await page.get_by_label("Admin key").fill(portal.admin)
+    await page.get_by_role("button", name="Sign in").click()
+    await page.get_by_role("heading", name="Operations").wait_for()
+    # The hook failing now is listed with its account; every account is there.
+    failing = page.locator("section", has=page.get_by_role("heading", name="Operations"))
+    row = failing.get_by_role("row", name=re.compile("Northwind ERP"))
+    assert "northwind" in await row.inner_text()
+    assert await page.get_by_role("img", name=re.compile("Deliveries per minute")).count() == 1
+    await page.get_by_role("link", name="northwind", exact=True).click()
+    await page.get_by_role("heading", name="Hooks of northwind").wait_for()
+    await page.get_by_role("link", name="Northwind ERP").first.click()
+    await page.get_by_role("heading", name="Northwind ERP").wait_for()
+    await page.get_by_role("button", name="Sign out").click()
+    await page.get_by_role("heading", name="Sign in").wait_for()

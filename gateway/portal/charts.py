@@ -56,31 +56,34 @@ def _fmt(n: float) -> str:
     return f"{n:.2f}".rstrip("0").rstrip(".")
 
 
-def bars(b: Buckets, *, title: str, width: int = 480, height: int = 120) -> str:
-    """Stacked bars, delivered below failed, one per bucket; the picture scales with its box
-    (viewBox), says what it shows to screen readers (role=img, aria-label) and each bar's
-    counts on hover (<title>). Colours come from the page's CSS classes."""
+def _span(b: Buckets) -> str:
+    seconds = len(b.ok) * b.step
+    return f"{seconds / HOUR:g} h ago" if b.step >= HOUR else f"{seconds / MINUTE:g} min ago"
+
+
+def bars(b: Buckets, *, title: str, width: int = 720, height: int = 100) -> str:
+    """Stacked bars, delivered below failed, one per bucket, in a <figure> whose caption holds
+    the axis as HTML text (so it stays readable however far the picture is scaled). The
+    picture scales with its box (viewBox), says what it shows to screen readers (role=img,
+    aria-label) and each bar's counts on hover (<title>); colours come from the CSS."""
     n = len(b.ok)
-    top, bottom, left = 14, 18, 2
-    plot_h = height - top - bottom
     peak = max((o + f for o, f in zip(b.ok, b.failed, strict=True)), default=0)
-    slot = (width - left) / n if n else 0
+    slot = width / n if n else 0
     summary = (f"{title}: {b.total_ok} delivered, {b.total_failed} failed, "
                f"{_clock(b.start)} to {_clock(b.start + n * b.step)} UTC")
-    out = [f'<svg class="chart" viewBox="0 0 {width} {height}" role="img" '
+    out = ['<figure class="chart">',
+           f'<svg viewBox="0 0 {width} {height}" preserveAspectRatio="none" role="img" '
            f'aria-label="{escape(summary)}" xmlns="http://www.w3.org/2000/svg">',
-           f"<title>{escape(summary)}</title>",
-           f'<text class="axis" x="{left}" y="10">{peak} max</text>']
+           f"<title>{escape(summary)}</title>"]
     for i, (good, bad) in enumerate(zip(b.ok, b.failed, strict=True)):
         if good + bad == 0:
             continue
-        x = left + i * slot + slot * 0.1
+        x = i * slot + slot * 0.1
         w = slot * 0.8
-        h_ok = plot_h * good / peak
-        h_bad = plot_h * bad / peak
-        y_ok = top + plot_h - h_ok
-        begin = b.start + i * b.step
-        label = escape(f"{_clock(begin)}: {good} delivered, {bad} failed")
+        h_ok = height * good / peak
+        h_bad = height * bad / peak
+        y_ok = height - h_ok
+        label = escape(f"{_clock(b.start + i * b.step)}: {good} delivered, {bad} failed")
         out.append(f"<g><title>{label}</title>")
         if good:
             out.append(f'<rect class="ok" x="{_fmt(x)}" y="{_fmt(y_ok)}" width="{_fmt(w)}" '
@@ -89,11 +92,9 @@ def bars(b: Buckets, *, title: str, width: int = 480, height: int = 120) -> str:
             out.append(f'<rect class="failed" x="{_fmt(x)}" y="{_fmt(y_ok - h_bad)}" '
                        f'width="{_fmt(w)}" height="{_fmt(h_bad)}"/>')
         out.append("</g>")
-    base = top + plot_h
-    out.append(f'<line class="base" x1="{left}" y1="{base}" x2="{width}" y2="{base}"/>')
-    out.append(f'<text class="axis" x="{left}" y="{height - 4}">{_clock(b.start)}</text>')
-    out.append(f'<text class="axis" x="{width - 2}" y="{height - 4}" text-anchor="end">'
-               f"{_clock(b.start + n * b.step)} UTC</text>")
+    out.append(f'<line class="base" x1="0" y1="{height}" x2="{width}" y2="{height}"/>')
     out.append("</svg>")
+    out.append(f'<figcaption aria-hidden="true"><span>{_span(b)}</span>'
+               f"<span>tallest bar: {peak}</span><span>now</span></figcaption>")
+    out.append("</figure>")
     return "".join(out)
-

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hmac
 import secrets
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import jinja2
@@ -17,7 +18,7 @@ from gateway.api.common import CLOCK, CONFIG, PRINCIPAL, STORAGE
 from gateway.auth import Principal
 from gateway.errors import ApiError, Forbidden, NotFound, Unprocessable
 from gateway.logs import get_logger
-from gateway.models import ApiKey, Role, iso
+from gateway.models import ApiKey, Role
 from gateway.portal.sessions import SESSIONS, Session
 
 log = get_logger("gateway.portal")
@@ -58,9 +59,15 @@ def environment() -> jinja2.Environment:
         lstrip_blocks=True,
     )
     env.globals.update(done=None, retryable=("failed", "pending", "delivered"))
-    env.filters["when"] = lambda ts: (iso(ts) or "").replace("T", " ").replace(".000Z", "Z") \
-        if ts is not None else "—"
+    env.filters["when"] = when
     return env
+
+
+def when(ts: float | None) -> str:
+    """A time as people read it on these pages: to the second, UTC."""
+    if ts is None:
+        return "—"
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def secure(request: web.Request) -> bool:

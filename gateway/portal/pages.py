@@ -75,8 +75,8 @@ async def hook_list(request: web.Request) -> web.Response:
                                      title="Deliveries per minute, last hour")),
         }
     return render(request, "hooks.html", hooks=hooks, account=account, name=hook_name,
-                  charts={h: chart(bars(b, title="Delivery health, last 24 hours",
-                                        width=240, height=56)) for h, b in health.items()},
+                  charts={h: chart(bars(b, title="Delivery health, last 24 hours"))
+                          for h, b in health.items()},
                   errors=errors, next_after=last, done=_done(request), **ctx)
 
 
