@@ -439,3 +439,39 @@ async def test_an_operator_sees_every_account_and_what_is_failing(portal: Portal
     await page.get_by_role("heading", name="Northwind ERP").wait_for()
     await page.get_by_role("button", name="Sign out").click()
     await page.get_by_role("heading", name="Sign in").wait_for()
+
+
+async def tab_to(page: Any, name: str) -> None:
+    """Press Tab until the control of that accessible name has the focus."""
+    for _ in range(40):
+        await page.keyboard.press("Tab")
+        focused = await page.evaluate(
+            "() => (document.activeElement.innerText || document.activeElement.value || '')"
+            ".trim()")
+        if focused == name:
+            # The focus shows: an outline is drawn around the control.
+            style = await page.evaluate("() => getComputedStyle(document.activeElement)"
+                                        ".outlineStyle")
+            assert style != "none", name
+            return
+    raise AssertionError(f"Tab never reached {name!r}")
+
+
+async def test_the_keyboard_alone_signs_in_and_pauses_a_hook(portal: Portal, page: Any) -> None:
+    receiver = await portal.receiver()
+    sub = await portal.key(Role.SUBSCRIBER, "keyboard")
+    status, hook = await portal.api("POST", "/v1/hooks", sub, {
+        "target_url": receiver.url + "/kb", "topics": ["contact.created"],
+        "description": "Typed"})
+    assert status == 201, hook
+    await page.goto(await portal.link("keyboard"))
+    await tab_to(page, "Open the portal")
+    await page.keyboard.press("Enter")
+    await page.wait_for_url(portal.url("/portal/"))
+    await tab_to(page, "Typed")
+    await page.keyboard.press("Enter")
+    await page.wait_for_url(portal.url(f"/portal/hooks/{hook['id']}"))
+    await tab_to(page, "Pause")
+    await page.keyboard.press("Enter")
+    await page.get_by_text("The hook is paused").wait_for()
+    assert (await portal.app[STORAGE].get_hook(hook["id"])).status.value == "paused"  # type: ignore[union-attr]
