@@ -27,6 +27,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 TEMPLATES: web.AppKey[jinja2.Environment] = web.AppKey("portal_templates")
 SESSION: web.RequestKey[Session] = web.RequestKey("portal_session")
 FORM: web.RequestKey[MultiDict[str]] = web.RequestKey("portal_form")
+_PRE: web.RequestKey[str] = web.RequestKey("portal_pre_token")
 COOKIE = "gw_portal"
 PRE_COOKIE = "gw_portal_pre"  # the CSRF token of the forms shown before a session exists
 ROOT = "/portal/"
@@ -42,12 +43,6 @@ HEADERS = {
     "Referrer-Policy": "same-origin",
     "Cache-Control": "no-store",
 }
-
-
-class Refused(ApiError):
-    """A POST that did not come from the portal's own pages (origin or CSRF token)."""
-
-    status, title, slug = 403, "Forbidden", "forbidden"
 
 
 def environment() -> jinja2.Environment:
@@ -87,10 +82,10 @@ def check_origin(request: web.Request) -> None:
     its token is looked at."""
     site = request.headers.get("Sec-Fetch-Site")
     if site is not None and site not in ("same-origin", "none"):
-        raise Refused(f"a {site} request cannot change anything here")
+        raise Forbidden(f"a {site} request cannot change anything here")
     origin = request.headers.get("Origin")
     if origin is not None and origin != own_origin(request):
-        raise Refused("this form was not sent from the portal's own pages")
+        raise Forbidden("this form was not sent from the portal's own pages")
 
 
 def set_cookie(request: web.Request, resp: web.StreamResponse, name: str, value: str,
@@ -106,9 +101,6 @@ def csrf_token(request: web.Request) -> str:
     if _PRE not in request:
         request[_PRE] = request.cookies.get(PRE_COOKIE) or secrets.token_urlsafe(32)
     return request[_PRE]
-
-
-_PRE: web.RequestKey[str] = web.RequestKey("portal_pre_token")
 
 
 def render(request: web.Request, template: str, status: int = 200, **ctx: Any) -> web.Response:
@@ -164,7 +156,7 @@ async def _form(request: web.Request) -> MultiDict[str]:
     try:
         raw = await request.post()
     except (ValueError, web.HTTPException):
-        raise Refused("the form could not be read") from None
+        raise Forbidden("the form could not be read") from None
     return MultiDict((k, v) for k, v in raw.items() if isinstance(v, str))
 
 
@@ -186,14 +178,14 @@ def page(handler: Handler, *, signed_in: bool = True) -> Handler:
                     form = await _form(request)
                     expected = csrf_token(request)
                     if not hmac.compare_digest(form.get("csrf", "").encode(), expected.encode()):
-                        raise Refused("the form's security token is missing or out of date; "
+                        raise Forbidden("the form's security token is missing or out of date; "
                                       "reload the page and try again")
                     request[FORM] = form
                 resp = await handler(request)
         except NotFound:
             resp = render(request, "error.html", 404, title="Not found",
                           message="There is nothing here, or it is not yours to see.")
-        except (Refused, Forbidden) as exc:
+        except Forbidden as exc:  # a POST from elsewhere, or a role without the right
             resp = render(request, "error.html", 403, title="Refused", message=exc.detail)
         except Unprocessable as exc:
             resp = render(request, "error.html", 422, title="Not possible", message=exc.detail)

@@ -5,6 +5,7 @@ same account checks and validation rules as over HTTP."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
@@ -113,8 +114,6 @@ async def _hook_page(request: web.Request, hook: Hook, status: int = 200,
 
 
 def _since_default(now: float) -> str:
-    from datetime import UTC, datetime
-
     return datetime.fromtimestamp(now - 86400, UTC).strftime("%Y-%m-%dT%H:%M")
 
 
