@@ -1009,7 +1009,8 @@ class Storage:
             return None
         r = rows[0]
         event = Event(r[0], r[1], r[2], r[3], bytes(r[4]), r[5], r[6])
-        counts = {row[0]: row[1] for row in await self._read(Q["event_delivery_counts"], (event_id,))}
+        counts = {row[0]: row[1]
+                  for row in await self._read(Q["event_delivery_counts"], (event_id, event_id))}
         return event, counts
 
     async def purge_idempotency(self, now: float) -> None:
@@ -1276,11 +1277,13 @@ class Storage:
     async def recover_deliveries(self, hook_id: str, *, since: float, until: float | None,
                                  statuses: Sequence[DeliveryStatus], now: float,
                                  after_batch: Callable[[int], None] | None = None,
-                                 batch: int = RECOVER_BATCH) -> int:
+                                 batch: int | None = None) -> int:
         """The hook's deliveries created in [since, until) with one of the statuses become
-        pending with a fresh set of retries, oldest first, in transactions of `batch` rows:
+        pending with a fresh set of retries, oldest first, in transactions of `batch` rows
+        (RECOVER_BATCH):
         a recovery of 100,000 deliveries never holds the writer (and so publishing and the
         delivery loop) for more than one batch. after_batch(n) runs after each commit."""
+        size = batch or RECOVER_BATCH
         wanted = orjson.dumps(sorted(s.value for s in statuses)).decode()
         lowest = first_id_at("dlv", since)
         after = ""
@@ -1292,12 +1295,12 @@ class Storage:
             if hook is None:  # deleted meanwhile
                 return 0, None
             ids = [r[0] for r in c.execute(Q["recover_select"], (
-                hook_id, max(after, lowest), since, upper, wanted, batch))]
+                hook_id, max(after, lowest), since, upper, wanted, size))]
             if not ids:
                 return 0, None
             held = int(hook[1] != HookStatus.ACTIVE.value)
             c.execute(Q["recover_update"], (now, now, held, orjson.dumps(ids).decode()))
-            return len(ids), ids[-1] if len(ids) == batch else None
+            return len(ids), ids[-1] if len(ids) == size else None
 
         while True:
             n, last = await self._tx(partial(tx, after=after))

@@ -29,6 +29,7 @@ from gateway.config import TOPIC_NAME
 from gateway.errors import NotFound, Unprocessable
 from gateway.handshake import HandshakeFailed, verify_intent
 from gateway.models import Hook, HookStatus, PayloadMode, Role, new_monotonic_id, new_secret
+from gateway.storage import STAR_ACCOUNT
 from gateway.targets import TargetRefused, check_target, check_url_syntax, host_key
 
 routes = web.RouteTableDef()
@@ -180,8 +181,11 @@ async def create(request: web.Request, body: dict[str, Any]) -> Created:
     handshake)."""
     _hook_roles(request)
     body = expect_object(body, CREATE_FIELDS)
-    # An admin names any account: the same rule as everywhere else, not just "a string".
-    account = account_name(principal(request).target_account(body.get("account")))
+    # An admin names any account: the same rule as everywhere else, not just "a string";
+    # or "*": the hook receives the events of every account for its topics.
+    account = principal(request).target_account(body.get("account"))
+    if account != STAR_ACCOUNT:
+        account = account_name(account)
     if "target_url" not in body:
         raise Unprocessable.field("target_url", "is required")
     topics = await _topics(request, body, required=True)

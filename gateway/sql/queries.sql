@@ -114,7 +114,10 @@ VALUES (?, ?, ?, ?, ?, ?, ?);
 SELECT id, account, topic, sequence, data, resource_url, created_at FROM events WHERE id = ?;
 
 -- name: event_delivery_counts
-SELECT status, COUNT(*) FROM deliveries WHERE event_id = ? GROUP BY status;
+-- The deliveries of the event's own account: not those of admin hooks of every account ("*"),
+-- which its subscribers must not learn of. Parameters: the event's id, twice.
+SELECT status, COUNT(*) FROM deliveries
+WHERE event_id = ? AND account = (SELECT account FROM events WHERE id = ?) GROUP BY status;
 
 -- name: delivery_insert
 -- Rows of (id, event_id, hook_id, account, topic, sequence, held, next_attempt_at, created_at,
@@ -268,9 +271,11 @@ WHERE id < ? AND id >= ? AND created_at >= ? AND created_at < ?
 ORDER BY id DESC LIMIT ?;
 
 -- name: event_list_counts
--- The delivery counts of many events; their ids as a JSON array.
-SELECT event_id, status, COUNT(*) FROM deliveries
-WHERE event_id IN (SELECT value FROM json_each(?)) GROUP BY event_id, status;
+-- The delivery counts of many events (their ids as a JSON array), of each event's own account
+-- as in event_delivery_counts.
+SELECT d.event_id, d.status, COUNT(*) FROM deliveries d JOIN events e ON e.id = d.event_id
+WHERE d.event_id IN (SELECT value FROM json_each(?)) AND d.account = e.account
+GROUP BY d.event_id, d.status;
 
 -- name: recover_select
 -- The next of a hook's deliveries to recover, in their original order: created in
