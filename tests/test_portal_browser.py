@@ -457,7 +457,8 @@ async def tab_to(page: Any, name: str) -> None:
     raise AssertionError(f"Tab never reached {name!r}")
 
 
-async def test_the_keyboard_alone_signs_in_and_pauses_a_hook(portal: Portal, page: Any) -> None:
+async def test_the_keyboard_alone_signs_in_and_pauses_then_a_hook_is_edited(portal: Portal,
+                                                                           page: Any) -> None:
     receiver = await portal.receiver()
     sub = await portal.key(Role.SUBSCRIBER, "keyboard")
     status, hook = await portal.api("POST", "/v1/hooks", sub, {
@@ -475,3 +476,18 @@ async def test_the_keyboard_alone_signs_in_and_pauses_a_hook(portal: Portal, pag
     await page.keyboard.press("Enter")
     await page.get_by_text("The hook is paused").wait_for()
     assert (await portal.app[STORAGE].get_hook(hook["id"])).status.value == "paused"  # type: ignore[union-attr]
+
+    # Edit, through the same rules as PATCH /v1/hooks: a bad topic is refused, and says so.
+    await page.get_by_text("Edit", exact=True).click()
+    await page.get_by_label("Description").fill("Typed twice")
+    await page.get_by_label("Topics (separated by spaces or commas)").fill("no.such.topic")
+    await page.get_by_role("button", name="Save changes").click()
+    assert "unknown topic 'no.such.topic'" in await page.get_by_role("alert").inner_text()
+    assert (await portal.app[STORAGE].get_hook(hook["id"])).description == "Typed"  # type: ignore[union-attr]
+    await page.get_by_label("Topics (separated by spaces or commas)").fill(
+        "contact.created, contact.updated")
+    await page.get_by_label("Description").fill("Typed twice")
+    await page.get_by_role("button", name="Save changes").click()
+    await page.get_by_role("heading", name="Typed twice").wait_for()
+    changed = await portal.app[STORAGE].get_hook(hook["id"])
+    assert changed is not None and changed.topics == ("contact.created", "contact.updated")
