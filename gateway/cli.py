@@ -37,7 +37,28 @@ def _parser() -> argparse.ArgumentParser:
     with_config(keys.add_parser("list", help="list keys (never the keys themselves)"))
     revoke = with_config(keys.add_parser("revoke", help="revoke a key at once"))
     revoke.add_argument("id")
+    backup = with_config(sub.add_parser(
+        "backup", help="write a consistent copy of the database while the gateway serves"))
+    backup.add_argument("dest", metavar="DEST", help="the copy's file name (must not exist)")
     return p
+
+
+def _backup(cfg: Config, dest: str) -> str:
+    """The copy, with a progress bar on a terminal; its one-line summary."""
+    from gateway.storage.backup import backup
+
+    bar = sys.stderr.isatty()
+
+    def progress(done: int, total: int) -> None:
+        filled = 30 * done // max(total, 1)
+        print(f"\r[{'#' * filled}{' ' * (30 - filled)}] {100 * done // max(total, 1):3d}% "
+              f"{done:,}/{total:,} pages", end="", file=sys.stderr, flush=True)
+
+    result = backup(cfg.database.path, dest, busy_timeout=cfg.database.busy_timeout_seconds,
+                    progress=progress if bar else None)
+    if bar:
+        print(file=sys.stderr)
+    return result.summary()
 
 
 async def _with_storage(cfg: Config) -> Storage:
@@ -97,6 +118,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             from gateway.server import serve
 
             serve(cfg)
+            return 0
+        if args.command == "backup":
+            print(_backup(cfg, args.dest))
             return 0
         if args.keys_command == "create":
             print(asyncio.run(_keys_create(cfg, Role(args.role), args.account)))

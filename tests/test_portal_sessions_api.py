@@ -5,11 +5,13 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Awaitable, Callable
 from datetime import datetime
+from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
 from gateway.auth import hash_key
+from gateway.storage import Storage
 from tests.conftest import Gateway
 
 StartGateway = Callable[..., Awaitable[Gateway]]
@@ -82,3 +84,19 @@ async def test_bad_bodies_are_422_naming_the_field(start_gateway: StartGateway,
     assert status == 422, out
     assert resp.content_type == "application/problem+json"
     assert out["errors"][0]["field"] == field
+
+
+async def test_the_pruner_forgets_expired_sessions_only(tmp_path: Path) -> None:
+    storage = Storage(str(tmp_path / "g.db"))
+    await storage.open()
+    try:
+        now = 1_900_000_000.0
+        await storage.create_portal_session(hash_key("gwp_old"), "acme", now + 10, now)
+        await storage.create_portal_session(hash_key("gwp_new"), "acme", now + 1000, now)
+        for _ in range(100):  # one whole pass
+            if not (await storage.prune(now + 11, keep_seconds=3600)).more:
+                break
+        assert await storage.portal_session(hash_key("gwp_old")) is None
+        assert await storage.portal_session(hash_key("gwp_new")) == ("acme", now + 1000)
+    finally:
+        await storage.close()

@@ -11,7 +11,7 @@ import pytest
 from aiohttp import web
 from standardwebhooks import Webhook
 
-import gateway.storage as storage_mod
+import gateway.storage.recovery as recovery_mod
 from gateway.models import iso
 from tests.conftest import Gateway, Receiver, echo_handshake
 
@@ -104,7 +104,7 @@ async def test_failed_deliveries_since_a_time_get_a_fresh_set_of_retries(
 async def test_recovered_deliveries_go_out_in_their_original_order(
         start_gateway: StartGateway, receiver: Receiver, monkeypatch: pytest.MonkeyPatch,
         batch: int) -> None:
-    monkeypatch.setattr(storage_mod, "RECOVER_BATCH", batch)
+    monkeypatch.setattr(recovery_mod, "RECOVER_BATCH", batch)
     gw = await start_gateway(run_delivery_loop=False, delivery={"max_in_flight_per_host": 1})
     hook = await gw.hook(receiver)
     receiver.respond = answering({"*": 500})

@@ -1,20 +1,22 @@
-"""Pure topic routing: which patterns match which topics (API.md: Topics, Operational events)."""
+"""gateway.routing: the pattern grammar and the index publishing routes with, as tables
+(API.md: Topics, Operational events)."""
 
 from __future__ import annotations
 
 import pytest
 
-from gateway.routing import matches, operational, pattern_prefix
+from gateway.routing import Route, RouteIndex, matches, operational, prefix_of
 
-CASES = [
-    # pattern, topic, matches
+
+@pytest.mark.parametrize(("pattern", "topic", "hit"), [
     ("contact.created", "contact.created", True),
+    ("contact.created", "contact.created.x", False),
     ("contact.created", "contact.updated", False),
     ("contact.*", "contact.created", True),
-    ("contact.*", "contact.address.changed", True),
     ("contact.*", "contact", False),
     ("contact.*", "contacts.created", False),
-    ("*", "contact.created", True),
+    ("contact.*", "contact.a.b", True),
+    ("*", "anything.at.all", True),
     ("*", "billing", True),
     # The gateway's own topics: never by * or another prefix...
     ("*", "gateway.test", False),
@@ -29,18 +31,13 @@ CASES = [
     # A topic that only starts like the prefix is not one of them.
     ("*", "gateways.created", True),
     ("gateway.*", "gateways.created", False),
-]
+])
+def test_matches(pattern: str, topic: str, hit: bool) -> None:
+    assert matches(pattern, topic) is hit
 
 
-@pytest.mark.parametrize(("pattern", "topic", "expected"), CASES)
-def test_matches(pattern: str, topic: str, expected: bool) -> None:
-    assert matches(pattern, topic) is expected
-
-
-@pytest.mark.parametrize(("pattern", "prefix"), [
-    ("*", ""), ("contact.*", "contact."), ("a.b.*", "a.b."), ("contact.created", None)])
-def test_pattern_prefix(pattern: str, prefix: str | None) -> None:
-    assert pattern_prefix(pattern) == prefix
+def test_prefix_of() -> None:
+    assert prefix_of("*") == "" and prefix_of("a.*") == "a." and prefix_of("a.b") is None
 
 
 @pytest.mark.parametrize(("topic", "expected"), [
@@ -48,3 +45,23 @@ def test_pattern_prefix(pattern: str, prefix: str | None) -> None:
     ("contact.created", False)])
 def test_operational(topic: str, expected: bool) -> None:
     assert operational(topic) is expected
+
+
+def test_the_index_matches_each_hook_once_and_counts_the_due() -> None:
+    idx = RouteIndex()
+    a, b = Route("a", False, "x", "acme"), Route("b", True, "y", "acme")
+    c, d = Route("c", False, "z", "acme"), Route("d", False, "w", "*")
+    idx.add(a, ["contact.created", "contact.*", "contact.*"])
+    idx.add(b, ["*"])
+    idx.add(c, ["billing.paid"])
+    idx.add(d, ["gateway.*"])
+    assert sorted(r.hook_id for r in idx.match("contact.created")) == ["a", "b"]
+    assert sorted(r.hook_id for r in idx.match("billing.paid")) == ["b", "c"]
+    assert idx.due("contact.created") == 1  # b is held
+    assert [r.hook_id for r in idx.match("other")] == ["b"]
+    assert [r.hook_id for r in idx.match("gateway.test")] == ["d"]
+    patterns = (("a", ["contact.created", "contact.*"]), ("b", ["*"]), ("c", ["billing.paid"]),
+                ("d", ["gateway.*"]))
+    for topic in ("contact.created", "billing.paid", "other", "contact.x", "gateway.test"):
+        want = {h for h, pats in patterns if any(matches(p, topic) for p in pats)}
+        assert {r.hook_id for r in idx.match(topic)} == want

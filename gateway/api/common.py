@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from gateway.config import Config
     from gateway.delivery import DeliveryEngine
     from gateway.metrics import Metrics
+    from gateway.pruner import Pruner
     from gateway.storage import Storage
     from gateway.targets import TargetPolicy
 
@@ -33,6 +34,7 @@ METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
 CLIENT: web.AppKey[ClientSession] = web.AppKey("client")
 ENGINE: web.AppKey[DeliveryEngine] = web.AppKey("engine")
 POLICY: web.AppKey[TargetPolicy] = web.AppKey("policy")
+PRUNER: web.AppKey[Pruner] = web.AppKey("pruner")
 
 PRINCIPAL: web.RequestKey[Principal] = web.RequestKey("principal")
 

@@ -117,7 +117,8 @@ async def list_events(request: web.Request) -> web.Response:
         raise Unprocessable.field("topic", f"{topic!r} is not a topic name")
     since = rfc3339(q["since"], "since") if "since" in q else None
     until = rfc3339(q["until"], "until") if "until" in q else None
-    items, last = await request.app[STORAGE].list_events(
-        account=account, topic=topic, since=since, until=until, limit=limit, before=cursor)
-    return json_response({"data": [e.public(counts) for e, counts in items],
+    storage = request.app[STORAGE]
+    items, last = await storage.list_events(account, topic, since, until, limit, cursor)
+    counts = await storage.delivery_counts([e.id for e in items])
+    return json_response({"data": [e.public(counts[e.id]) for e in items],
                           "next_cursor": make_cursor(last)})

@@ -29,7 +29,7 @@ from gateway.config import TOPIC_NAME
 from gateway.errors import NotFound, Unprocessable
 from gateway.handshake import HandshakeFailed, verify_intent
 from gateway.models import Hook, HookStatus, PayloadMode, Role, new_monotonic_id, new_secret
-from gateway.storage import STAR_ACCOUNT
+from gateway.storage.hooks import STAR_ACCOUNT
 from gateway.targets import TargetRefused, check_target, check_url_syntax, host_key
 
 routes = web.RouteTableDef()
