@@ -12,7 +12,8 @@ import pytest
 from multidict import CIMultiDictProxy
 
 from gateway.clock import ManualClock
-from tests.conftest import Gateway
+from gateway.portal import stats
+from tests.conftest import Gateway, wait_until
 
 StartGateway = Callable[..., Awaitable[Gateway]]
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
@@ -200,3 +201,59 @@ async def test_portal_links_are_made_by_admins_only(start_gateway: StartGateway)
     status, body, _ = await gw.call("POST", "/v1/portal/sessions", gw.admin,
                                     json={"account": "acme", "ttl_seconds": "1h"})
     assert status == 422 and body["errors"][0]["field"] == "ttl_seconds"
+
+
+async def test_the_views_count_what_happened_to_each_hook(start_gateway: StartGateway,
+                                                          make_receiver: Any) -> None:
+    """The charts' numbers: attempts per hour delivered against failed, the last error, the
+    backlog per callback host, the hooks failing, every account."""
+    gw = await start_gateway()
+    good, bad = await make_receiver(), await make_receiver()
+
+    async def fail(n: int, request: Any) -> tuple[int, dict[str, str], bytes]:
+        secret = request.headers.get("X-Hook-Secret")
+        return (200, {"X-Hook-Secret": secret}, b"") if secret else (500, {}, b"no")
+    bad.respond = fail
+    ok_hook, bad_hook = await gw.hook(good), await gw.hook(bad)
+    await gw.publish()
+    await gw.publish()
+
+    async def settled() -> bool:
+        final = 0
+        for h in (ok_hook, bad_hook):
+            items, _ = await gw.storage.list_deliveries(h["id"], None, 10, None)
+            final += sum(d.status.value in ("delivered", "failed") for d in items)
+        return final == 4
+    await wait_until(settled, 10, "four final deliveries")
+
+    now = gw.clock.now()
+    health = await stats.hook_health(gw.storage, [ok_hook["id"], bad_hook["id"]], now)
+    assert (health[ok_hook["id"]].total_ok, health[ok_hook["id"]].total_failed) == (2, 0)
+    # Two deliveries of three attempts each (the test schedule retries twice), all 500.
+    assert (health[bad_hook["id"]].total_ok, health[bad_hook["id"]].total_failed) == (0, 6)
+    assert health[bad_hook["id"]].failed[-1] == 6  # all in the hour that holds now
+    errors = await stats.last_errors(gw.storage, [ok_hook["id"], bad_hook["id"]], now)
+    assert list(errors) == [bad_hook["id"]] and errors[bad_hook["id"]].text() == "answered 500"
+    minute = await stats.per_minute(gw.storage, now)
+    assert (minute.total_ok, minute.total_failed) == (2, 6)
+    assert [h.id for h in await stats.troubled_hooks(gw.storage)] == [bad_hook["id"]]
+    assert ("acme", 2) in await stats.accounts(gw.storage)
+    assert await stats.backlog_by_host(gw.storage, now) == []  # nothing waits
+
+
+async def test_the_backlog_is_counted_per_callback_host(start_gateway: StartGateway,
+                                                        make_receiver: Any) -> None:
+    gw = await start_gateway(run_delivery_loop=False)
+    one, two = await make_receiver(), await make_receiver("127.0.0.2")
+    await gw.hook(one)
+    await gw.hook(one)
+    paused = await gw.hook(two)
+    await gw.call("PATCH", f"/v1/hooks/{paused['id']}", gw.subscriber, json={"status": "paused"})
+    for _ in range(3):
+        await gw.publish()
+    # 127.0.0.1: two hooks, three events; 127.0.0.2's hook is paused, so nothing of it is due
+    # to be sent (its deliveries wait, held).
+    assert await stats.backlog_by_host(gw.storage, gw.clock.now()) == [
+        stats.HostBacklog("127.0.0.1", 6, 6)]
+    assert await stats.backlog_by_host(gw.storage, gw.clock.now() - 3600) == [
+        stats.HostBacklog("127.0.0.1", 6, 0)]

@@ -212,11 +212,12 @@ async def events_page(request: web.Request) -> web.Response:
     topic = request.query.get("topic") or None
     if topic is not None and not TOPIC_NAME.match(topic):
         topic = None
-    items, last = await request.app[STORAGE].list_events(
-        account=account, topic=topic, since=None, until=None, limit=PAGE,
-        before=_cursor(request) or None)
+    storage = request.app[STORAGE]
+    items, last = await storage.list_events(account, topic, None, None, PAGE,
+                                            _cursor(request) or None)
+    counts = await storage.delivery_counts([e.id for e in items])
     return render(request, "events.html", events=[
-        (e, counts, _excerpt(e.data_json)) for e, counts in items], account=account,
+        (e, counts[e.id], _excerpt(e.data_json)) for e in items], account=account,
         topic=topic, next_after=last)
 
 

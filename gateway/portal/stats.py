@@ -1,30 +1,14 @@
-"""What the portal's charts and operator pages read: aggregate, read-only queries on the
-storage's reader connection (SQL in gateway/sql/portal.sql), answered as plain values."""
+"""What the portal's charts and operator pages show, from the storage's view verbs: the
+windows they cover and how far back they look, as charts.Buckets and plain values."""
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
-from importlib import resources
-
-import orjson
 
 from gateway.models import Hook, first_id_at
 from gateway.portal.charts import HOUR, MINUTE, Buckets, bucketed, window
-from gateway.storage import Storage
+from gateway.storage import Backend
 
-
-def _load() -> dict[str, str]:
-    text = (resources.files("gateway") / "sql" / "portal.sql").read_text()
-    out: dict[str, str] = {}
-    for chunk in re.split(r"^-- name: ", text, flags=re.M)[1:]:
-        name, _, body = chunk.partition("\n")
-        lines = [ln for ln in body.splitlines() if not ln.startswith("--")]
-        out[name.strip()] = "\n".join(lines).strip().rstrip(";")
-    return out
-
-
-Q = _load()
 # A delivery still retrying after this long has used up the default schedule (about 47 hours
 # of waits), so the charts of the last day need only deliveries made since then: the bound
 # keeps their queries on the (hook_id, id) index.
@@ -52,47 +36,36 @@ class HostBacklog:
     due: int
 
 
-async def hook_health(storage: Storage, hook_ids: list[str], now: float,
+async def hook_health(storage: Backend, hook_ids: list[str], now: float,
                       hours: int = 24) -> dict[str, Buckets]:
     """Each hook's attempts per hour over the last `hours`, delivered against failed."""
     start = window(now, HOUR, hours)
-    rows: dict[str, list[tuple[int, int, int]]] = {h: [] for h in hook_ids}
-    if hook_ids:
-        for r in await storage._read(Q["portal_hook_health"], (
-                start, HOUR, orjson.dumps(hook_ids).decode(), first_id_at("dlv", now - LOOKBACK))):
-            rows[r[0]].append((r[1], r[2], r[3]))
-    return {h: bucketed(rows[h], start, HOUR, hours) for h in hook_ids}
+    found: dict[str, list[tuple[int, int, int]]] = {h: [] for h in hook_ids}
+    for hook_id, bucket, ok, failed in await storage.hook_attempts_by_bucket(
+            hook_ids, start, HOUR, first_id_at("dlv", now - LOOKBACK)):
+        found[hook_id].append((bucket, ok, failed))
+    return {h: bucketed(found[h], start, HOUR, hours) for h in hook_ids}
 
 
-async def last_errors(storage: Storage, hook_ids: list[str], now: float) -> dict[str, LastError]:
-    if not hook_ids:
-        return {}
-    return {r[0]: LastError(r[1], r[2], r[3]) for r in await storage._read(
-        Q["portal_hook_last_error"],
-        (orjson.dumps(hook_ids).decode(), first_id_at("dlv", now - LOOKBACK)))}
+async def last_errors(storage: Backend, hook_ids: list[str], now: float) -> dict[str, LastError]:
+    return {h: LastError(*f) for h, f in (await storage.last_failures(
+        hook_ids, first_id_at("dlv", now - LOOKBACK))).items()}
 
 
-async def per_minute(storage: Storage, now: float, minutes: int = 60) -> Buckets:
+async def per_minute(storage: Backend, now: float, minutes: int = 60) -> Buckets:
     """Attempts of every hook per minute over the last `minutes`."""
     start = window(now, MINUTE, minutes)
-    rows = await storage._read(Q["portal_attempts_per_bucket"], (start, MINUTE, RECENT_ATTEMPTS))
-    return bucketed([(r[0], r[1], r[2]) for r in rows], start, MINUTE, minutes)
+    return bucketed(await storage.attempts_by_bucket(start, MINUTE, RECENT_ATTEMPTS),
+                    start, MINUTE, minutes)
 
 
-async def backlog_by_host(storage: Storage, now: float, limit: int = 20) -> list[HostBacklog]:
-    return [HostBacklog(r[0], r[1], r[2])
-            for r in await storage._read(Q["portal_backlog_by_host"], (now, limit))]
+async def backlog_by_host(storage: Backend, now: float, limit: int = 20) -> list[HostBacklog]:
+    return [HostBacklog(*b) for b in await storage.backlog_by_host(now, limit)]
 
 
-async def troubled_hooks(storage: Storage, limit: int = 50) -> list[Hook]:
-    """Hooks disabled, removed, or failing now (a streak of failures), longest failing first."""
-    out = []
-    for r in await storage._read(Q["portal_troubled_hooks"], (limit,)):
-        hook = await storage.get_hook(r[0])
-        if hook is not None:
-            out.append(hook)
-    return out
+async def troubled_hooks(storage: Backend, limit: int = 50) -> list[Hook]:
+    return await storage.troubled_hooks(limit)
 
 
-async def accounts(storage: Storage, limit: int = 500) -> list[tuple[str, int]]:
-    return [(r[0], r[1]) for r in await storage._read(Q["portal_accounts"], (limit,))]
+async def accounts(storage: Backend, limit: int = 500) -> list[tuple[str, int]]:
+    return await storage.account_summaries(limit)

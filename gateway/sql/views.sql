@@ -1,4 +1,4 @@
--- Read-only queries behind the portal's charts and operator pages (gateway/portal/stats.py).
+-- Read-only aggregates behind the portal's charts and operator pages (storage/views.py).
 -- Each is bounded by an index: deliveries by their time-sortable id, attempts by rowid.
 
 -- name: portal_hook_health
@@ -36,7 +36,7 @@ GROUP BY host ORDER BY waiting DESC LIMIT ?2;
 
 -- name: portal_troubled_hooks
 -- Hooks disabled, removed or failing now, the longest failing first: (limit).
-SELECT id FROM hooks
+SELECT * FROM hooks
 WHERE deleted_at IS NULL AND (status IN ('disabled', 'removed') OR consecutive_failures > 0)
 ORDER BY status = 'active', COALESCE(failing_since, updated_at) LIMIT ?1;
 
