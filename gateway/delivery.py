@@ -158,8 +158,10 @@ class DeliveryEngine:
             self._record_wake.set()
             await asyncio.gather(self._recorder_task, return_exceptions=True)
         unfinished = list(self._claimed)
-        with contextlib.suppress(DatabaseUnavailable):  # the next start hands them back
+        try:
             await self._storage.release_claims(unfinished)
+        except DatabaseUnavailable:
+            unfinished = []  # they stay claimed: the next start hands them back
         log.info("delivery_stopped", finished_in_grace=finished_in_grace, queued=len(queued),
                  handed_back=len(unfinished))
 
@@ -380,6 +382,7 @@ class DeliveryEngine:
         else:
             self._note_finished(d.host)
             self._attempt_counts[result.outcome.value] += 1
+            self._metrics.attempt_seconds.observe(resp.duration_ms * 0.001)
             if resp.error is not None:
                 log.info("attempt_error", delivery_id=d.id, hook_id=d.hook_id,
                          error=resp.error, detail=resp.detail)

@@ -29,9 +29,10 @@ A backend implements backend.Backend:
     lifecycle  open, close, schema_version, ping
     keys       create_key, list_keys, revoke_key, cached_key, fetch_key, key_by_hash
     topics     put_topics, list_topics, known_topics, topic_names
-    hooks      create_hook, get_hook, list_hooks, update_hook, delete_hook, rotate_secret
+    hooks      create_hook, get_hook, list_hooks, update_hook, delete_hook, rotate_secret,
+               hook_counts
     events     publish, get_event, list_events, delivery_counts, purge_idempotency
-    deliveries get_delivery, list_deliveries, retry_delivery
+    deliveries get_delivery, list_deliveries, retry_delivery, pending_count
     recovery   recover_deliveries, publish_test_event
     portal     create_portal_session, portal_session, delete_portal_session,
                purge_portal_sessions
