@@ -21,6 +21,7 @@ from gateway.targets import (
     address_refusal,
     check_target,
     check_url_syntax,
+    parse_host_ip,
 )
 from tests import fake_dns
 from tests.fake_dns import PUBLIC4, PUBLIC6, V4, V6, Answer
@@ -115,6 +116,31 @@ REFUSED_SPELLINGS = [
     ("https://example.1./", "IPv4"),
 ]
 
+# (URL, policy, the whole refusal)
+REFUSALS = [
+    ("https://0x7f000001/", STRICT, "address 127.0.0.1 (written 0x7f000001) is loopback"),
+    ("https://127.0.0.1/", STRICT, "address 127.0.0.1 is loopback"),
+    ("https://[::1]/", STRICT, "address ::1 is loopback"),
+    ("https://127.1/", PRIVATE_OK, "write the address as 127.0.0.1 instead of 127.1"),
+    ("ftp://files.example/", STRICT, "scheme ftp is not allowed (https only)"),
+    ("ftp://files.example/", PRIVATE_OK, "scheme ftp is not allowed (http and https only)"),
+    ("https://[::1/", PRIVATE_OK, "URL is not valid"),
+    ("https://hooks.example.com:99999/", PRIVATE_OK, "port out of range (1-65535)"),
+]
+
+
+@pytest.mark.parametrize(("url", "policy", "reason"), REFUSALS)
+def test_refusal_reason(url: str, policy: TargetPolicy, reason: str) -> None:
+    with pytest.raises(TargetRefused) as info:
+        check_url_syntax(url, policy)
+    assert info.value.reason == reason
+
+
+def test_a_scoped_link_local_address_is_taken_as_written_when_private_is_allowed() -> None:
+    # yarl keeps the zone percent-encoded, so the host is not the address's own spelling.
+    assert check_url_syntax("http://[fe80::1%25eth0]:8080/", PRIVATE_OK).port == 8080
+
+
 ALLOWED_SPELLINGS = [
     "https://hooks.example.com/~user/!$&'()*+,;=:@",  # those characters are fine in a path
     "https://" + "a" * 63 + ".example/",
@@ -136,6 +162,35 @@ def test_refused_spelling(url: str, word: str) -> None:
 @pytest.mark.parametrize("url", ALLOWED_SPELLINGS)
 def test_allowed_spelling(url: str) -> None:
     assert check_url_syntax(url, STRICT).scheme == "https"
+
+
+# (host as a resolver would read it, the address it spells): the inet_aton forms
+SPELLED = [
+    ("0x", "0.0.0.0"),  # a bare 0x is zero
+    ("0x.1", "0.0.0.1"),
+    ("0x.0xff", "0.0.0.255"),
+    ("001234567", "0.5.57.119"),  # every octal digit
+    ("1023456789", "61.0.182.21"),  # every decimal digit
+    ("0x89abcdef", "137.171.205.239"),
+    ("0X89ABCDEF", "137.171.205.239"),
+    ("1.", "0.0.0.1"),  # a trailing dot names the same host
+    ("1.2.3.", "1.2.0.3"),
+    ("255.255.65535", "255.255.255.255"),
+    ("0xff.0xffffff", "255.255.255.255"),
+]
+
+NOT_SPELLED = ["1.256.1", "1.16777216", "1.2.65536", "1.2.3.256", "256.1", "1.2.3.4.0",
+               "[::1", "x::1]", "[::1]x", "[1.2.3.4]", "0x1g", "09", "1e3"]
+
+
+@pytest.mark.parametrize(("host", "address"), SPELLED)
+def test_numeric_spelling(host: str, address: str) -> None:
+    assert parse_host_ip(host) == ipaddress.ip_address(address)
+
+
+@pytest.mark.parametrize("host", NOT_SPELLED)
+def test_not_a_numeric_spelling(host: str) -> None:
+    assert parse_host_ip(host) is None
 
 
 # -- resolved answers --------------------------------------------------------------------------
@@ -172,6 +227,46 @@ async def test_policy_resolver_judges_every_resolved_address(
     with pytest.raises(TargetRefused) as info:
         await PolicyResolver(STRICT).resolve("mixed.test", 443, family=socket.AF_UNSPEC)
     assert words in str(info.value)
+
+
+async def test_a_literal_address_is_not_looked_up(dns: dict[str, Answer]) -> None:
+    dns["8.8.8.8"] = [(V4, "10.0.0.1")]  # were it looked up, it would be refused
+    assert await check_target("https://8.8.8.8/hook", STRICT) == ["8.8.8.8"]
+    assert await check_target("https://[2606:4700::1111]/", STRICT) == ["2606:4700::1111"]
+
+
+@pytest.mark.parametrize(("url", "reason"), [
+    ("https://nohost.test/", "host does not resolve: nohost.test"),
+    ("https://\u0431\u0443\u043a.test/", "host does not resolve: \u0431\u0443\u043a.test"),  # as written
+    ("https://a..b/", "host does not resolve: a..b"),  # the resolver's IDNA step refuses it
+])
+async def test_a_name_that_does_not_resolve(dns: dict[str, Answer], url: str, reason: str) -> None:
+    with pytest.raises(TargetRefused) as info:
+        await check_target(url, STRICT)
+    assert info.value.reason == reason
+
+
+async def test_policy_resolver_numeric_spellings(dns: dict[str, Answer]) -> None:
+    resolver = PolicyResolver(STRICT)
+    assert resolver.policy is STRICT
+    with pytest.raises(TargetRefused) as info:
+        await resolver.resolve("0x7f000001", 443)
+    assert info.value.reason == "address 127.0.0.1 (written 0x7f000001) is loopback"
+    allowed = PolicyResolver(PRIVATE_OK)
+    [result] = await allowed.resolve("0x7f000001", 80)
+    assert (result["hostname"], result["host"], result["port"]) == ("0x7f000001", "127.0.0.1", 80)
+
+
+async def test_policy_resolver_keeps_a_scope_and_the_port(dns: dict[str, Answer]) -> None:
+    dns["lan.test"] = [(V6, "fe80::1%2"), (V4, "192.168.1.5")]
+    results = await PolicyResolver(PRIVATE_OK).resolve("lan.test", 8080, family=socket.AF_UNSPEC)
+    assert [(r["host"], r["port"], r["family"]) for r in results] == [
+        ("fe80::1%2", 8080, V6), ("192.168.1.5", 8080, V4)]
+    with pytest.raises(TargetRefused, match="link-local"):
+        await PolicyResolver(STRICT).resolve("lan.test", 8080, family=socket.AF_UNSPEC)
+    dns["public.test"] = [(V4, PUBLIC4)]
+    [result] = await PolicyResolver(STRICT).resolve("public.test")
+    assert result["port"] == 0
 
 
 async def test_an_empty_answer_is_refused(dns: dict[str, Answer]) -> None:
