@@ -60,7 +60,7 @@ _REQUEST = ("gateway/app.py", "gateway/request.py", "gateway/web.py", "gateway/l
 MODULES: dict[str, Module] = {
     "targets": Module(
         (Target("gateway/targets.py"),),
-        ("tests/test_targets.py", "tests/test_target_table.py", "tests/test_ssrf.py")),
+        ("tests/test_target_table.py", "tests/test_targets.py", "tests/test_ssrf.py")),
     "signing": Module(
         (Target("gateway/signing.py"),),
         ("tests/test_signing.py",)),
@@ -72,7 +72,7 @@ MODULES: dict[str, Module] = {
          Target("gateway/dispatch.py", ("classify",)),
          Target("gateway/delivery/*.py", ("classify",)),
          *(Target(p, ("status", "hook_failed", "gone")) for p in _STORAGE)),
-        ("tests/test_outcome.py", "tests/test_delivery.py", "tests/test_health.py")),
+        ("tests/test_outcome.py", "tests/test_health.py", "tests/test_delivery.py")),
     "health": Module(
         (Target("gateway/health.py"),
          *(Target(p, ("record_attempts", "update_hook")) for p in _STORAGE)),
@@ -81,12 +81,12 @@ MODULES: dict[str, Module] = {
     "auth": Module(
         (Target("gateway/auth.py"),
          *(Target(p, ("bearer", "admit")) for p in _REQUEST)),
-        ("tests/test_keys_api.py", "tests/test_auth.py", "tests/test_hooks_api.py",
+        ("tests/test_auth.py", "tests/test_keys_api.py", "tests/test_hooks_api.py",
          "tests/test_errors.py")),
     "keys": Module(
         tuple(Target(p, ("cached_key", "fetch_key", "key_by_hash", "_keys_changed",
                          "_keys_stamp")) for p in _STORAGE),
-        ("tests/test_keys_api.py", "tests/test_key_cache.py", "tests/test_cli.py")),
+        ("tests/test_key_cache.py", "tests/test_keys_api.py", "tests/test_cli.py")),
 }
 
 
@@ -412,6 +412,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--timeout-factor", type=float, default=3.0,
                     help="a mutant's time limit: this times the clean run, plus 10 s")
     ap.add_argument("--json", type=Path, help="also write every result to this file")
+    ap.add_argument("--resume", type=Path, metavar="JSON",
+                    help="count the mutants an earlier run (its --json) killed as killed, and run "
+                         "only the others: tests are only ever added, so a kill stands. A mutant "
+                         "whose source moved is run again")
     ap.add_argument("--verbose", action="store_true", help="print each mutant as it finishes")
     ap.add_argument("--tree", type=Path, default=None,
                     help="the source tree to mutate (default: this checkout), e.g. an older "
@@ -420,6 +424,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     ROOT = (args.tree or ROOT).resolve()
 
     names = args.module or list(MODULES)
+    earlier: dict[tuple[object, ...], str] = {}
+    if args.resume:
+        for r in json.loads(args.resume.read_text()):
+            if r["outcome"] in ("killed", "timeout"):
+                earlier[(r["path"], r["start"], r["end"], r["replacement"], r["original"])] = r["by"]
     work = Path(tempfile.mkdtemp(prefix="gateway-mutate-"))
     trees = [_copy_tree(work / f"tree{i}") for i in range(max(1, args.jobs))]
     probe = subprocess.run([sys.executable, "-c", "import gateway; print(gateway.__file__)"],
@@ -463,8 +472,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                     free.append(tree)
 
             results: list[Result] = []
+            todo: list[Mutant] = []
+            for m in mutants:
+                by = earlier.get((m.path, m.start, m.end, m.replacement, m.original))
+                if by is None:
+                    todo.append(m)
+                else:
+                    results.append(Result(m, "killed", 0.0, f"earlier run: {by}"))
+            if earlier:
+                print(f"[{name}] {len(results)} killed in the earlier run; running {len(todo)}",
+                      flush=True)
             with ThreadPoolExecutor(max_workers=len(trees)) as pool:
-                for r in pool.map(job, mutants):
+                for r in pool.map(job, todo):
                     results.append(r)
                     if args.verbose or r.outcome == "survived":
                         print(f"  {r.outcome:8} {r.mutant.label()}"
