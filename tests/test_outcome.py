@@ -23,7 +23,7 @@ from gateway.app import create_app
 from gateway.clock import ManualClock
 from gateway.models import Role
 from tests.conftest import Gateway, Receiver, base_config, echo_handshake
-from tests.test_delivery import deliveries, get_json, script, the_delivery, ts
+from tests.test_delivery import deliveries, get_json, metric, script, the_delivery, ts
 
 StartGateway = Callable[..., Awaitable[Gateway]]
 
@@ -69,6 +69,22 @@ async def test_which_answers_deliver(start_gateway: StartGateway, receiver: Rece
                                        None if nxt is None else ts(nxt) - gw.clock.now())
     assert got == {code: (status, 1, None if status == "delivered" else near(60))
                    for code, status in ANSWERS}
+
+
+async def test_each_outcome_is_counted_under_its_own_name(start_gateway: StartGateway,
+                                                        receiver: Receiver) -> None:
+    gw = await start_gateway(run_delivery_loop=False, delivery={
+        "retry_schedule_seconds": (60,), "retry_jitter": 0})
+    await gw.hook(receiver)
+    receiver.respond = answer_from_body()
+    for code in (200, 500, 410):
+        await gw.publish(data={"code": code})
+        await gw.engine.run_until_idle()
+    status, text, _ = await gw.call("GET", "/metrics", gw.admin)
+    assert status == 200
+    counts = {o: metric(text, "gateway_delivery_attempts_total", outcome=o)
+              for o in ("delivered", "retry", "failed", "gone")}
+    assert counts == {"delivered": 1, "retry": 1, "failed": 0, "gone": 1}
 
 
 async def test_a_200_with_a_body_is_delivered_and_ends_the_streak(
