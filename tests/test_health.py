@@ -271,3 +271,22 @@ async def test_disabling_holds_what_waits(start_gateway: StartGateway,
     await gw.engine.run_until_idle()
     assert len(receiver.deliveries) == 2
     assert [d["status"] for d in await deliveries(gw, hook["id"])] == ["pending", "pending"]
+
+
+async def test_patching_an_active_hook_to_active_changes_nothing(start_gateway: StartGateway,
+                                                                 receiver: Receiver) -> None:
+    gw = await _gateway(start_gateway, 100, 0)
+    hook = await gw.hook(receiver)
+    receiver.respond = script(default=500)
+    await gw.publish()
+    await gw.engine.run_until_idle()
+    before = await gw.storage.get_hook(hook["id"])
+    assert before is not None and before.consecutive_failures == 1
+    status, body, _ = await gw.call("PATCH", f"/v1/hooks/{hook['id']}", gw.subscriber,
+                                    json={"status": "active"})
+    assert status == 200, body
+    assert (body["status"], body["consecutive_failures"]) == ("active", 1)
+    after = await gw.storage.get_hook(hook["id"])
+    assert after is not None and after.failing_since == before.failing_since
+    await gw.engine.run_until_idle()
+    assert len(receiver.deliveries) == 1  # its retry is still an hour away
