@@ -84,4 +84,4 @@ async def test_a_key_acts_with_its_own_role(start_gateway: StartGateway, who: st
             assert got == (200 if key == gw.admin else status), body
     got, body, _ = await gw.call("GET", "/v1/keys", getattr(gw, who))
     if status == 403:
-        assert body["detail"] == f"this endpoint needs a admin key; this key is {who}"
+        assert body["detail"] == f"this endpoint needs an admin key; this key is a {who} key"

@@ -15,6 +15,8 @@ from typing import Any
 import pytest
 
 from gateway.targets import (
+    HTTP_HINT,
+    PRIVATE_HINT,
     PolicyResolver,
     TargetPolicy,
     TargetRefused,
@@ -118,11 +120,13 @@ REFUSED_SPELLINGS = [
 
 # (URL, policy, the whole refusal)
 REFUSALS = [
-    ("https://0x7f000001/", STRICT, "address 127.0.0.1 (written 0x7f000001) is loopback"),
-    ("https://127.0.0.1/", STRICT, "address 127.0.0.1 is loopback"),
-    ("https://[::1]/", STRICT, "address ::1 is loopback"),
+    ("https://0x7f000001/", STRICT,
+     f"address 127.0.0.1 (written 0x7f000001) is loopback{PRIVATE_HINT}"),
+    ("https://127.0.0.1/", STRICT, f"address 127.0.0.1 is loopback{PRIVATE_HINT}"),
+    ("https://[::1]/", STRICT, f"address ::1 is loopback{PRIVATE_HINT}"),
     ("https://127.1/", PRIVATE_OK, "write the address as 127.0.0.1 instead of 127.1"),
     ("ftp://files.example/", STRICT, "scheme ftp is not allowed (https only)"),
+    ("http://files.example/", STRICT, f"scheme http is not allowed (https only{HTTP_HINT})"),
     ("ftp://files.example/", PRIVATE_OK, "scheme ftp is not allowed (http and https only)"),
     ("https://[::1/", PRIVATE_OK, "URL is not valid"),
     ("https://hooks.example.com:99999/", PRIVATE_OK, "port out of range (1-65535)"),
