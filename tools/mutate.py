@@ -102,6 +102,8 @@ class Mutant:
     replacement: str
     kind: str
     shown: str = ""  # what the label shows for the replacement, when not the replacement itself
+    context: str = ""  # the whole lines it is on, whitespace folded: the same mutant elsewhere
+    col: int = 0  # where on its first line it starts
 
     def label(self) -> str:
         return f"{self.path}:{self.line}: {self.kind}: {self.original} -> {self.shown or self.replacement}"
@@ -309,8 +311,11 @@ def mutants_of(tree_root: Path, rel: str, functions: tuple[str, ...] | None) -> 
                           if ast.dump(a) != ast.dump(b)), len(elts) - 1)
                 short = " ".join((ast.get_source_segment(source.decode(), elts[i]) or "").split())
                 shown, line = "(row dropped)", elts[i].lineno
+            lines = source[starts[node.lineno - 1]:starts[node.end_lineno]]  # type: ignore[attr-defined]
             out.append(Mutant(rel, line, start, end,
-                              short if len(short) <= 90 else short[:87] + "...", text, kind, shown))
+                              short if len(short) <= 90 else short[:87] + "...", text, kind, shown,
+                              " ".join(lines.decode().split()),
+                              start - starts[node.lineno - 1] - (len(lines) - len(lines.lstrip()))))
     return sorted(out, key=lambda m: (m.start, m.end, m.replacement))
 
 
@@ -405,6 +410,11 @@ def collect(name: str, module: Module, only: str | None) -> tuple[list[Mutant], 
     return mutants, notes
 
 
+def _same(module: str, kind: str, original: str, replacement: str, context: str,
+          col: int) -> tuple[object, ...]:
+    return (module, kind, original, replacement, context, col)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     global ROOT
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
@@ -418,8 +428,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--json", type=Path, help="also write every result to this file")
     ap.add_argument("--resume", type=Path, metavar="JSON",
                     help="count the mutants an earlier run (its --json) killed as killed, and run "
-                         "only the others: tests are only ever added, so a kill stands. A mutant "
-                         "whose source moved is run again")
+                         "only the others (tests are only ever added, so a kill stands): the same "
+                         "change on a line of the same text, in the same module, even if the "
+                         "code moved to another file; a changed line runs again")
     ap.add_argument("--verbose", action="store_true", help="print each mutant as it finishes")
     ap.add_argument("--tree", type=Path, default=None,
                     help="the source tree to mutate (default: this checkout), e.g. an older "
@@ -428,11 +439,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     ROOT = (args.tree or ROOT).resolve()
 
     names = args.module or list(MODULES)
-    earlier: dict[tuple[object, ...], str] = {}
+    earlier: dict[tuple[object, ...], list[str]] = {}
     if args.resume:
         for r in json.loads(args.resume.read_text()):
             if r["outcome"] in ("killed", "timeout"):
-                earlier[(r["path"], r["start"], r["end"], r["replacement"], r["original"])] = r["by"]
+                earlier.setdefault(_same(r["module"], r["kind"], r["original"], r["replacement"],
+                                         r["context"], r["col"]), []).append(r["by"])
     work = Path(tempfile.mkdtemp(prefix="gateway-mutate-"))
     trees = [_copy_tree(work / f"tree{i}") for i in range(max(1, args.jobs))]
     probe = subprocess.run([sys.executable, "-c", "import gateway; print(gateway.__file__)"],
@@ -478,11 +490,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             results: list[Result] = []
             todo: list[Mutant] = []
             for m in mutants:
-                by = earlier.get((m.path, m.start, m.end, m.replacement, m.original))
-                if by is None:
-                    todo.append(m)
+                # Each earlier kill accounts for one mutant: a line that now occurs twice runs
+                # its second copy again.
+                kills = earlier.get(_same(name, m.kind, m.original, m.replacement, m.context,
+                                          m.col))
+                if kills:
+                    results.append(Result(m, "killed", 0.0, f"earlier run: {kills.pop()}"))
                 else:
-                    results.append(Result(m, "killed", 0.0, f"earlier run: {by}"))
+                    todo.append(m)
             if earlier:
                 print(f"[{name}] {len(results)} killed in the earlier run; running {len(todo)}",
                       flush=True)
