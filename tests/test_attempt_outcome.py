@@ -3,7 +3,7 @@ counts toward the hook's failure streak, and that a manual retry is a single att
 real SQLite, real receivers on 127.0.0.1; the engine runs on a manual clock.
 
 Each case here was added because a one-line mutant of the outcome classification or the retry
-policy survived the rest of the suite (tools/mutate.py --module outcome / --module retry)."""
+policy survived the rest of the suite (tools/mutate.py --module outcome, --module retry)."""
 
 from __future__ import annotations
 
