@@ -89,7 +89,7 @@ MODULES: dict[str, Module] = {
                                        "_keys_stamp")),
          Target("gateway/storage/keys.py", ("cached_key", "fetch_key", "key_by_hash", "_changed",
                                             "_stamp"))),
-        ("tests/test_key_cache.py", "tests/test_keys_api.py", "tests/test_cli.py")),
+        ("tests/test_keys_api.py", "tests/test_key_cache.py", "tests/test_cli.py")),
 }
 
 
