@@ -85,3 +85,18 @@ async def test_a_key_acts_with_its_own_role(start_gateway: StartGateway, who: st
     got, body, _ = await gw.call("GET", "/v1/keys", getattr(gw, who))
     if status == 403:
         assert body["detail"] == f"this endpoint needs an admin key; this key is a {who} key"
+
+
+@pytest.mark.parametrize(("who", "method", "path", "detail"), [
+    ("subscriber", "POST", "/v1/events",
+     "this endpoint needs an admin or publisher key; this key is a subscriber key"),
+    ("publisher", "GET", "/v1/hooks",
+     "this endpoint needs an admin or subscriber key; this key is a publisher key"),
+])
+async def test_a_refusal_names_every_role_that_may(start_gateway: StartGateway, who: str,
+                                                   method: str, path: str, detail: str) -> None:
+    gw = await start_gateway()
+    got, body, _ = await gw.call(method, path, getattr(gw, who),
+                                 json={} if method == "POST" else None)
+    assert got == 403, body
+    assert body["detail"] == detail
