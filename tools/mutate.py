@@ -448,6 +448,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                          r["context"], r["col"]), []).append(r["by"])
     work = Path(tempfile.mkdtemp(prefix="gateway-mutate-"))
     trees = [_copy_tree(work / f"tree{i}") for i in range(max(1, args.jobs))]
+    # Mutants are made from the copy too: the checkout may change while a long run goes on.
+    ROOT = trees[0]
     probe = subprocess.run([sys.executable, "-c", "import gateway; print(gateway.__file__)"],
                            cwd=trees[0], env=_env(trees[0]), capture_output=True, text=True)
     if not probe.stdout.startswith(str(trees[0])):
@@ -512,6 +514,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             table.append((name, len(results), killed, len(results) - killed))
             report += [{**dataclasses.asdict(r.mutant), "module": name, "outcome": r.outcome,
                         "by": r.by, "seconds": round(r.seconds, 2)} for r in results]
+            if args.json:  # after each module: a run stopped later keeps what it found
+                args.json.write_text(json.dumps(report, indent=1))
     finally:
         shutil.rmtree(work, ignore_errors=True)
     if args.json:
