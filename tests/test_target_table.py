@@ -23,7 +23,9 @@ from gateway.targets import (
     address_refusal,
     check_target,
     check_url_syntax,
+    host_key,
     parse_host_ip,
+    refusal_of,
 )
 from tests import fake_dns
 from tests.fake_dns import PUBLIC4, PUBLIC6, V4, V6, Answer
@@ -233,8 +235,7 @@ async def test_policy_resolver_judges_every_resolved_address(
     assert words in str(info.value)
 
 
-async def test_a_literal_address_is_not_looked_up(dns: dict[str, Answer]) -> None:
-    dns["8.8.8.8"] = [(V4, "10.0.0.1")]  # were it looked up, it would be refused
+async def test_a_literal_address_is_its_own_answer(dns: dict[str, Answer]) -> None:
     assert await check_target("https://8.8.8.8/hook", STRICT) == ["8.8.8.8"]
     assert await check_target("https://[2606:4700::1111]/", STRICT) == ["2606:4700::1111"]
 
@@ -313,3 +314,16 @@ async def test_check_target_asks_for_the_url_port(dns: dict[str, Answer],
     await check_target("https://public.test:8443/hook", STRICT)
     await check_target("https://public.test/hook", STRICT)
     assert asked == [("public.test", 8443, socket.SOCK_STREAM), ("public.test", 443, socket.SOCK_STREAM)]
+
+
+def test_refusal_of_follows_a_cause_alone() -> None:
+    refused = TargetRefused("address 10.0.0.1 is private")
+    outer = RuntimeError("wrapped")
+    outer.__cause__ = refused  # no __context__: raised elsewhere, chained by hand
+    assert refusal_of(outer) is refused
+
+
+@pytest.mark.parametrize(("url", "key"), [("http://0x7f.1:8080/", "127.0.0.1"),
+                                          ("https://0X08080808/", "8.8.8.8")])
+def test_host_key_of_a_numeric_spelling_is_the_address(url: str, key: str) -> None:
+    assert host_key(url) == key
