@@ -27,6 +27,7 @@ from gateway.api.common import (
 )
 from gateway.api.health import PUBLIC
 from gateway.auth import Principal, hash_key
+from gateway.backends import make_storage
 from gateway.clock import Clock, SystemClock
 from gateway.config import Config
 from gateway.delivery import DeliveryEngine
@@ -36,7 +37,6 @@ from gateway.logs import get_logger
 from gateway.metrics import Metrics
 from gateway.models import ApiKey
 from gateway.retry import Random
-from gateway.storage import Storage
 from gateway.targets import PolicyResolver, TargetPolicy
 
 log = get_logger("gateway.http")
@@ -218,8 +218,7 @@ def create_app(config: Config, *, clock: Clock | None = None, rng: Random | None
     _add_routes(app, config)
 
     async def storage_ctx(app: web.Application) -> AsyncIterator[None]:
-        storage = Storage(config.database.path, synchronous=config.database.synchronous,
-                          idempotency_ttl=config.server.idempotency_ttl_seconds)
+        storage = make_storage(config)
         await storage.open()
         try:
             if config.topics:
@@ -254,6 +253,10 @@ def create_app(config: Config, *, clock: Clock | None = None, rng: Random | None
                                 rng or random.Random(), base)
         engine = DeliveryEngine(app[STORAGE], dispatcher, config.delivery, app[METRICS],
                                 app[CLOCK])
+        # Another process's publish (PostgreSQL) wakes this loop as this process's own does.
+        storage = app[STORAGE]
+        if hasattr(storage, "set_waker"):
+            storage.set_waker(engine.wake)
         await engine.start(background=run_delivery_loop)
         app[ENGINE] = engine
         yield

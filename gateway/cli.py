@@ -11,10 +11,10 @@ from collections.abc import Sequence
 
 from gateway import __version__
 from gateway.auth import ACCOUNT_NAME, generate_key, hash_key
+from gateway.backends import AnyStorage, make_storage, migrate
 from gateway.config import Config, load_config
 from gateway.errors import ConfigError, GatewayError
 from gateway.models import Role, iso
-from gateway.storage import Storage
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -29,6 +29,7 @@ def _parser() -> argparse.ArgumentParser:
 
     with_config(sub.add_parser("serve", help="run the service"))
     with_config(sub.add_parser("check-config", help="validate a config file"))
+    with_config(sub.add_parser("migrate", help="bring the database's schema up to date"))
     keys = sub.add_parser("keys", help="manage API keys").add_subparsers(dest="keys_command",
                                                                         required=True)
     create = with_config(keys.add_parser("create", help="create a key; prints it alone"))
@@ -40,8 +41,8 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-async def _with_storage(cfg: Config) -> Storage:
-    storage = Storage(cfg.database.path, synchronous=cfg.database.synchronous)
+async def _with_storage(cfg: Config) -> AnyStorage:
+    storage = make_storage(cfg)
     await storage.open()
     return storage
 
@@ -92,6 +93,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "check-config":
             source = args.config or "built-in defaults / $GATEWAY_CONFIG"
             print(f"config OK: {source}")
+            return 0
+        if args.command == "migrate":
+            backend, version = asyncio.run(migrate(cfg))
+            print(f"{backend} schema at version {version}")
             return 0
         if args.command == "serve":
             from gateway.server import serve

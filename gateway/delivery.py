@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 from collections import Counter, deque
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from gateway.clock import Clock
 from gateway.config import DeliveryConfig
@@ -14,7 +15,10 @@ from gateway.dispatch import Dispatcher
 from gateway.logs import get_logger
 from gateway.metrics import Metrics
 from gateway.models import DeliveryStatus, DueDelivery, HookStatus
-from gateway.storage import AttemptResult, Claim, Claimed, Storage
+from gateway.storage import AttemptResult, Claim, Claimed
+
+if TYPE_CHECKING:
+    from gateway.backends import AnyStorage
 
 log = get_logger("gateway.delivery")
 
@@ -35,7 +39,7 @@ PURGE_EVERY = 3600.0
 
 
 class DeliveryEngine:
-    def __init__(self, storage: Storage, dispatcher: Dispatcher, cfg: DeliveryConfig,
+    def __init__(self, storage: AnyStorage, dispatcher: Dispatcher, cfg: DeliveryConfig,
                  metrics: Metrics, clock: Clock) -> None:
         self._storage = storage
         self._dispatcher = dispatcher

@@ -18,15 +18,15 @@ if TYPE_CHECKING:
     from aiohttp import ClientSession
 
     from gateway.auth import Principal
+    from gateway.backends import AnyStorage
     from gateway.clock import Clock
     from gateway.config import Config
     from gateway.delivery import DeliveryEngine
     from gateway.metrics import Metrics
-    from gateway.storage import Storage
     from gateway.targets import TargetPolicy
 
 CONFIG: web.AppKey[Config] = web.AppKey("config")
-STORAGE: web.AppKey[Storage] = web.AppKey("storage")
+STORAGE: web.AppKey[AnyStorage] = web.AppKey("storage")
 CLOCK: web.AppKey[Clock] = web.AppKey("clock")
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
 CLIENT: web.AppKey[ClientSession] = web.AppKey("client")
