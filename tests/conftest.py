@@ -23,7 +23,6 @@ from gateway.config import Config, TopicConfig, load_config, with_overrides
 from gateway.delivery import DeliveryEngine
 from gateway.models import Role
 from gateway.storage import Storage
-
 from tests import pg
 
 BACKENDS = ("sqlite", "postgres")
@@ -280,7 +279,7 @@ def backend(request: pytest.FixtureRequest) -> Iterator[str]:
     if name == "postgres":
         pg.require_server()
         dbs: pg.Databases = request.getfixturevalue("pg_cluster")
-        pg.ACTIVE["url"] = dbs.fresh()
+        pg.ACTIVE["url"] = dbs.clean()
     try:
         yield name
     finally:
@@ -289,7 +288,15 @@ def backend(request: pytest.FixtureRequest) -> Iterator[str]:
 
 @pytest.fixture
 def pg_url(request: pytest.FixtureRequest) -> str:
-    """A fresh, migrated PostgreSQL database (tests that are about PostgreSQL alone)."""
+    """An empty, migrated PostgreSQL database (tests that are about PostgreSQL alone)."""
     pg.require_server()
     dbs: pg.Databases = request.getfixturevalue("pg_cluster")
-    return dbs.fresh()
+    return dbs.clean()
+
+
+@pytest.fixture
+def pg_empty_url(request: pytest.FixtureRequest) -> str:
+    """A new PostgreSQL database of its own, with no schema (tests of migrations)."""
+    pg.require_server()
+    dbs: pg.Databases = request.getfixturevalue("pg_cluster")
+    return dbs.fresh(migrated=False)

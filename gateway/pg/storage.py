@@ -120,16 +120,25 @@ class PgStorage:
         """Called when another process (or this one) published or resumed something due."""
         self._waker = wake
 
+    async def _announce(self, c: Conn, what: str) -> None:
+        """Tell the other processes, on commit: `what` changed ("due": new work is due)."""
+        await notify(c, f"{what} {self._owner}")
+
     def _notice(self, payload: str) -> None:
-        if payload == "due":
+        what, _, sender = payload.partition(" ")
+        if sender == self._owner:
+            # This process acted on its own change already (and a wake-up coming back late
+            # would only cost a claim transaction).
+            return
+        if what == "due":
             self._waker()
             return
-        if payload in ("keys", "*"):
+        if what in ("keys", "*"):
             self._keys.clear()
             self._keys_epoch += 1
-        if payload in ("topics", "*"):
+        if what in ("topics", "*"):
             self._topics = None
-        if payload == "*":
+        if what == "*":
             self._hook_index.clear()
             self._waker()
 
@@ -146,7 +155,7 @@ class PgStorage:
             if account is not None:
                 await c.execute(Q["accounts_ensure"], [account], now)
             await c.execute(Q["key_insert"], key_id, key_hash, role.value, account, last4, now)
-            await notify(c, "keys")
+            await self._announce(c, "keys")
         return ApiKey(key_id, role, account, now, None, last4)
 
     async def list_keys(self) -> list[ApiKey]:
@@ -156,7 +165,7 @@ class PgStorage:
         async with self._db.tx() as c:
             await c.execute(Q["key_revoke"], now, key_id)
             row = await c.fetchrow(Q["key_by_id"], key_id)
-            await notify(c, "keys")
+            await self._announce(c, "keys")
         self._notice("keys")  # this process at once, not when its own notification comes back
         return _key(row) if row else None
 
@@ -186,7 +195,7 @@ class PgStorage:
         async with self._db.tx() as c:
             created = [bool(await c.fetchval(Q["topic_upsert"], name, description, now))
                        for name, description in items]
-            await notify(c, "topics")
+            await self._announce(c, "topics")
         self._topics = None
         return created
 
@@ -270,7 +279,7 @@ class PgStorage:
                         await c.execute(Q["hook_resume_deliveries"], now, now, hook_id)
                     else:
                         await c.execute(Q["hook_set_held"], 0, hook_id)
-                    await notify(c, "due")
+                    await self._announce(c, "due")
                 else:
                     await c.execute(Q["hook_set_held"], 1, hook_id)
             await self._hooks_changed(c, row["account"])
@@ -420,7 +429,7 @@ class PgStorage:
             if moved:
                 await c.execute(Q["accounts_set_sequence"], moved, [seqs[a] for a in moved])
             if any_due:
-                await notify(c, "due")
+                await self._announce(c, "due")
         return results
 
     async def get_event(self, event_id: str) -> tuple[Event, dict[str, int]] | None:
@@ -455,7 +464,7 @@ class PgStorage:
         async with self._db.tx() as c:
             await c.execute(Q["delivery_retry"], now, now, delivery_id)
             row = await c.fetchrow(Q["delivery_get"], delivery_id)
-            await notify(c, "due")
+            await self._announce(c, "due")
         return _delivery(row) if row else None
 
     async def reset_claims(self) -> int:
