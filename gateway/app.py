@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import itertools
 import random
 import re
@@ -23,20 +25,31 @@ from gateway.api.common import (
     METRICS,
     POLICY,
     PRINCIPAL,
+    PRUNER,
     STORAGE,
 )
 from gateway.api.health import PUBLIC
 from gateway.auth import Principal, hash_key
-from gateway.backends import make_storage
 from gateway.clock import Clock, SystemClock
 from gateway.config import Config
 from gateway.delivery import DeliveryEngine
 from gateway.dispatch import USER_AGENT, Dispatcher
-from gateway.errors import ApiError, MethodNotAllowed, NotFound, PayloadTooLarge, Unauthorized
+from gateway.errors import (
+    ApiError,
+    DatabaseUnavailable,
+    MethodNotAllowed,
+    NotFound,
+    PayloadTooLarge,
+    Unauthorized,
+)
 from gateway.logs import get_logger
 from gateway.metrics import Metrics
 from gateway.models import ApiKey
+from gateway.pruner import Pruner
 from gateway.retry import Random
+from gateway.storage.backend import Backend
+from gateway.storage.connector import RECOVERY_EVERY
+from gateway.storage.factory import make_storage
 from gateway.targets import PolicyResolver, TargetPolicy
 
 log = get_logger("gateway.http")
@@ -47,7 +60,7 @@ REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 def problem(err: ApiError) -> web.Response:
     return web.Response(body=orjson.dumps(err.body()), status=err.status,
-                        content_type="application/problem+json")
+                        headers=err.headers(), content_type="application/problem+json")
 
 
 def layered(handler: Handler, route: str, public: bool, metrics: Metrics, access: bool
@@ -205,6 +218,15 @@ def _local_base(config: Config) -> str:
     return f"http://{host}:{config.server.port}"
 
 
+async def _declare_topics(storage: Backend, topics: list[tuple[str, str]], clock: Clock) -> None:
+    """The config file's topics into the catalog, tried until the database can write."""
+    while True:
+        await asyncio.sleep(RECOVERY_EVERY)
+        with contextlib.suppress(DatabaseUnavailable):
+            await storage.put_topics(topics, clock.now())
+            return
+
+
 def create_app(config: Config, *, clock: Clock | None = None, rng: Random | None = None,
                run_delivery_loop: bool = True) -> web.Application:
     """The whole service. With run_delivery_loop=False the engine is built but only runs when
@@ -220,15 +242,23 @@ def create_app(config: Config, *, clock: Clock | None = None, rng: Random | None
     async def storage_ctx(app: web.Application) -> AsyncIterator[None]:
         storage = make_storage(config)
         await storage.open()
+        declaring: asyncio.Task[None] | None = None
+        topics = [(t.name, t.description) for t in config.topics]
         try:
-            if config.topics:
-                await storage.put_topics([(t.name, t.description) for t in config.topics],
-                                         app[CLOCK].now())
+            if topics:
+                await storage.put_topics(topics, app[CLOCK].now())
+        except DatabaseUnavailable:
+            # It starts anyway, serving reads; the topics go in once it can write.
+            declaring = asyncio.create_task(_declare_topics(storage, topics, app[CLOCK]))
         except BaseException:
             await storage.close()  # its thread would otherwise keep the failed process alive
             raise
         app[STORAGE] = storage
+        app[METRICS].watch_database(config.database.path, lambda: storage.writable)
         yield
+        if declaring is not None and not declaring.done():
+            declaring.cancel()
+            await asyncio.gather(declaring, return_exceptions=True)
         await storage.close()
 
     async def client_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -262,6 +292,14 @@ def create_app(config: Config, *, clock: Clock | None = None, rng: Random | None
         yield
         await engine.stop()
 
+    async def pruner_ctx(app: web.Application) -> AsyncIterator[None]:
+        pruner = Pruner(app[STORAGE], config.retention, app[METRICS], app[CLOCK])
+        if run_delivery_loop:
+            pruner.start()
+        app[PRUNER] = pruner
+        yield
+        await pruner.stop()
+
     async def begin_stop(app: web.Application) -> None:
         # on_shutdown runs before the server waits out the requests in flight (see
         # DeliveryEngine.begin_stop); the cleanup above then waits for that same stop.
@@ -269,6 +307,6 @@ def create_app(config: Config, *, clock: Clock | None = None, rng: Random | None
             app[ENGINE].begin_stop()
 
     # Torn down in reverse: the loop stops before the client session and the database close.
-    app.cleanup_ctx.extend([storage_ctx, client_ctx, delivery_ctx])
+    app.cleanup_ctx.extend([storage_ctx, client_ctx, delivery_ctx, pruner_ctx])
     app.on_shutdown.append(begin_stop)
     return app

@@ -11,10 +11,11 @@ from collections.abc import Sequence
 
 from gateway import __version__
 from gateway.auth import ACCOUNT_NAME, generate_key, hash_key
-from gateway.backends import AnyStorage, make_storage, migrate
 from gateway.config import Config, load_config
 from gateway.errors import ConfigError, GatewayError
 from gateway.models import Role, iso
+from gateway.storage.backend import Backend
+from gateway.storage.factory import make_storage, migrate
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -41,7 +42,7 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-async def _with_storage(cfg: Config) -> AnyStorage:
+async def _with_storage(cfg: Config) -> Backend:
     storage = make_storage(cfg)
     await storage.open()
     return storage

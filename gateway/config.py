@@ -38,6 +38,17 @@ class DatabaseConfig:
     synchronous: str = field(default="full", metadata={"choices": ("normal", "full")})
     # "postgresql://user:pass@host:5432/db": PostgreSQL instead of the SQLite file at `path`.
     url: str = field(default="", metadata={"prefixes": ("postgresql://", "postgres://")})
+    # How long a write waits for a database locked by another process before it gives up
+    # (the request then gets 503).
+    busy_timeout_seconds: float = field(default=5, metadata=_range(0, 600))
+
+
+@dataclass(frozen=True, slots=True)
+class RetentionConfig:
+    # Final deliveries, their attempts and events with nothing pending, older than this, are
+    # deleted (and the rows of deleted hooks).
+    keep_seconds: float = field(default=2592000, metadata=_range(1, None))
+    prune_interval_seconds: float = field(default=60, metadata=_range(0.01, 86400))
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +99,7 @@ class TopicConfig:
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
+    retention: RetentionConfig = field(default_factory=RetentionConfig)
     delivery: DeliveryConfig = field(default_factory=DeliveryConfig)
     security: SecurityConfig = field(default_factory=SecurityConfig)
     log: LogConfig = field(default_factory=LogConfig)
@@ -97,6 +109,7 @@ class Config:
 SECTIONS: dict[str, type] = {
     "server": ServerConfig,
     "database": DatabaseConfig,
+    "retention": RetentionConfig,
     "delivery": DeliveryConfig,
     "security": SecurityConfig,
     "log": LogConfig,

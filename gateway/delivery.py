@@ -12,13 +12,14 @@ from typing import TYPE_CHECKING
 from gateway.clock import Clock
 from gateway.config import DeliveryConfig
 from gateway.dispatch import Dispatcher
+from gateway.errors import DatabaseUnavailable
 from gateway.logs import get_logger
 from gateway.metrics import Metrics
 from gateway.models import DeliveryStatus, DueDelivery, HookStatus
 from gateway.storage import AttemptResult, Claim, Claimed
 
 if TYPE_CHECKING:
-    from gateway.backends import AnyStorage
+    from gateway.storage.backend import Backend
 
 log = get_logger("gateway.delivery")
 
@@ -39,7 +40,7 @@ PURGE_EVERY = 3600.0
 
 
 class DeliveryEngine:
-    def __init__(self, storage: AnyStorage, dispatcher: Dispatcher, cfg: DeliveryConfig,
+    def __init__(self, storage: Backend, dispatcher: Dispatcher, cfg: DeliveryConfig,
                  metrics: Metrics, clock: Clock) -> None:
         self._storage = storage
         self._dispatcher = dispatcher
@@ -81,6 +82,7 @@ class DeliveryEngine:
         self._recording = False
         self._recorder_done = False
         self._purged_at = float("-inf")
+        self._reset_due = False  # claims of an earlier run not handed back yet (see start)
         self._stopping = False
         self._stop_task: asyncio.Task[None] | None = None
         self._gone: set[str] = set()  # hooks that answered 410, until that is recorded
@@ -99,9 +101,14 @@ class DeliveryEngine:
         self._wake.set()
 
     async def start(self, *, background: bool = True) -> None:
-        handed_back = await self._storage.reset_claims()
-        if handed_back:
-            log.info("claims_handed_back", count=handed_back)
+        try:
+            handed_back = await self._storage.reset_claims()
+        except DatabaseUnavailable:
+            # Started on a database that cannot write: the loop hands them back once it can.
+            self._reset_due = True
+        else:
+            if handed_back:
+                log.info("claims_handed_back", count=handed_back)
         self._recorder_task = asyncio.create_task(self._recorder(), name="gateway-recorder")
         if background:
             self._loop_task = asyncio.create_task(self._loop(), name="gateway-delivery")
@@ -155,7 +162,8 @@ class DeliveryEngine:
             self._record_wake.set()
             await asyncio.gather(self._recorder_task, return_exceptions=True)
         unfinished = list(self._claimed)
-        await self._storage.release_claims(unfinished)
+        with contextlib.suppress(DatabaseUnavailable):  # the next start hands them back
+            await self._storage.release_claims(unfinished)
         log.info("delivery_stopped", finished_in_grace=finished_in_grace, queued=len(queued),
                  handed_back=len(unfinished))
 
@@ -167,6 +175,9 @@ class DeliveryEngine:
             timeout = self._cfg.poll_interval_seconds
             try:
                 now = self._clock.now()
+                if self._reset_due:
+                    await self._storage.reset_claims()
+                    self._reset_due = False
                 if now - self._purged_at >= PURGE_EVERY:
                     # Idempotency keys outlive their window only until the next sweep.
                     self._purged_at = now
@@ -191,6 +202,8 @@ class DeliveryEngine:
                         if wait <= 0:
                             self._dry = None  # that row has fallen due meanwhile
                         timeout = min(timeout, max(0.0, wait))
+            except DatabaseUnavailable:
+                pass  # storage logged the change once; delivery resumes when writes do
             except Exception:
                 log.exception("claim_failed")
             if timeout > 0:
@@ -436,9 +449,10 @@ class DeliveryEngine:
             try:
                 await self._flush_results()
                 failures = 0
-            except Exception:
+            except Exception as exc:
                 failures += 1
-                log.exception("record_failed", failures=failures)
+                if not isinstance(exc, DatabaseUnavailable):  # (logged once by storage)
+                    log.exception("record_failed", failures=failures)
                 if self._recorder_done and failures >= 3:
                     return
                 # The results are kept; back off a little before the database is tried again.

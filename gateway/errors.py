@@ -3,6 +3,7 @@
     GatewayError
     ├── ConfigError          a bad setting: names the key and why
     ├── StorageError         the database cannot be used (e.g. a newer schema)
+    │   └── DatabaseUnavailable   it cannot write now (disk full, locked, read-only): 503
     └── ApiError             answered as application/problem+json
         ├── BadRequest       400: the body is not JSON
         ├── Unauthorized     401: missing or unknown key
@@ -10,7 +11,8 @@
         ├── NotFound         404: missing, or another account's
         ├── Conflict         409
         ├── PayloadTooLarge  413
-        └── Unprocessable    422: JSON that breaks the rules; carries per-field errors
+        ├── Unprocessable    422: JSON that breaks the rules; carries per-field errors
+        └── ServiceUnavailable  503, with Retry-After (DatabaseUnavailable is one)
 """
 
 from __future__ import annotations
@@ -61,6 +63,10 @@ class ApiError(GatewayError):
             out["errors"] = [{"field": e.field, "message": e.message} for e in self.errors]
         return out
 
+    def headers(self) -> dict[str, str]:
+        """Headers the answer carries besides the problem document."""
+        return {}
+
 
 class BadRequest(ApiError):
     status, title, slug = 400, "Bad Request", "bad-request"
@@ -104,3 +110,18 @@ class Unprocessable(ApiError):
 
 class ServiceUnavailable(ApiError):
     status, title, slug = 503, "Service Unavailable", "unavailable"
+
+    retry_after = 5  # seconds: Retry-After
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
+
+
+class DatabaseUnavailable(StorageError, ServiceUnavailable):
+    """The database cannot store anything now; nothing of the request was stored. Raised by
+    storage, answered 503 by the request layer."""
+
+    def __init__(self, reason: str) -> None:
+        ServiceUnavailable.__init__(self, f"the database cannot store anything now ({reason}); "
+                                          "try again later")
+        self.reason = reason

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import collections
+import os
 from bisect import bisect_left
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from functools import partial
 from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
@@ -63,6 +65,19 @@ class Metrics:
         self.hooks_changed = Counter("gateway_hooks_status_changes_total",
                                      "Hooks the gateway disabled or removed.", ["status"],
                                      registry=r)
+        self.pruned = Counter("gateway_pruned_rows_total", "Rows the retention pruner deleted.",
+                              ["table"], registry=r)
+        self.db_bytes = Gauge("gateway_database_bytes", "Size of the database's files.",
+                              ["file"], registry=r)
+        self.db_writable = Gauge("gateway_database_writable",
+                                 "1 while the database takes writes, 0 while it cannot.",
+                                 registry=r)
+
+    def watch_database(self, path: str, writable: Callable[[], bool]) -> None:
+        """The database's file sizes and state, read at scrape time."""
+        for file, name in (("db", path), ("wal", f"{path}-wal")):
+            self.db_bytes.labels(file).set_function(partial(_size, name))
+        self.db_writable.set_function(lambda: float(writable()))
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
         self.http_requests[method, route, status] += 1
@@ -78,6 +93,13 @@ class Metrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+def _size(path: str) -> float:
+    try:
+        return float(os.stat(path).st_size)
+    except OSError:
+        return 0.0
 
 
 class EngineCounts(Protocol):

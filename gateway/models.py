@@ -34,6 +34,11 @@ def new_id(prefix: str, now: float | None = None) -> str:
     return f"{prefix}_{_encode((ms << 80) | int.from_bytes(os.urandom(10), 'big'))}"
 
 
+def first_id_at(prefix: str, ts: float) -> str:
+    """The lowest id made at time ts: every id made before it sorts below this one."""
+    return f"{prefix}_{_encode(max(0, int(ts * 1000)) << 80)}"
+
+
 _monotonic_lock = threading.Lock()
 _monotonic_last = 0
 # Event and delivery ids need uniqueness and order, not secrecy (every read is checked against

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import gc
 import importlib
-import sys
 
 from aiohttp import web
 
@@ -14,6 +13,7 @@ from gateway import __version__
 from gateway.app import create_app
 from gateway.config import Config
 from gateway.logs import configure, get_logger
+from gateway.storage.connector import tune_interpreter
 
 
 def _loop_factory() -> asyncio.AbstractEventLoop:
@@ -31,11 +31,7 @@ def serve(cfg: Config) -> None:
     log = get_logger("gateway")
     app = create_app(cfg)
 
-    # The database thread takes the GIL back from the busy event loop after each commit; by
-    # default that waits up to 5 ms (the switch interval), during which the requests of that
-    # commit wait too. 1 ms: single-event ingest +20 %, batches +5 %, delivery unchanged
-    # (interleaved A/Bs, bench/README.md).
-    sys.setswitchinterval(0.001)
+    tune_interpreter()  # the switch interval the database thread relies on
     # A delivery makes many short-lived containers (aiohttp's request and response objects,
     # rows, tuples); at the default 700 allocations between young-generation collections the
     # collector keeps tracing objects about to die anyway (callgrind: ~2 % of a delivery in

@@ -153,7 +153,7 @@ class Databases:
             self._admin(f"CREATE DATABASE {name}")
             return self.cluster.url(name)
         if not self._template_ready:
-            from gateway.pg.connector import migrate
+            from gateway.storage.postgres.connector import migrate
 
             self._admin("CREATE DATABASE tmpl")
             asyncio.run(migrate(self.cluster.url("tmpl")))

@@ -18,7 +18,7 @@ import pytest
 from aiohttp import web
 from standardwebhooks import Webhook
 
-import gateway.storage as storage_mod
+import gateway.storage.claims as claims_mod
 from gateway import __version__
 from tests.conftest import Gateway, Receiver, echo_handshake, wait_until
 
@@ -636,7 +636,7 @@ async def test_a_hung_host_uses_only_its_own_slots(start_gateway, make_receiver,
     if wall == 2 and backend == "postgres":
         pytest.skip("claims host by host past a wall are SQLite's claim path")
     # With a wall of 2, the hung host's 4 waiting rows send claims host by host (past them).
-    monkeypatch.setattr(storage_mod, "CLAIM_WALL", wall)
+    monkeypatch.setattr(claims_mod, "CLAIM_WALL", wall)
     gw = await start_gateway(delivery={"max_in_flight_per_host": 2, "timeout_seconds": 20,
                                        "poll_interval_seconds": 30})
     a, b = await make_receiver(), await make_receiver()

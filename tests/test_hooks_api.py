@@ -11,8 +11,6 @@ import pytest
 
 from tests.conftest import Gateway, Receiver
 
-pytestmark = pytest.mark.backends  # on SQLite and on PostgreSQL
-
 StartGateway = Callable[..., Awaitable[Gateway]]
 HOOK_FIELDS = {"id", "account", "target_url", "topics", "payload", "ordered", "description",
                "headers", "status", "created_at", "updated_at"}

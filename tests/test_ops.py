@@ -204,8 +204,9 @@ async def test_an_internal_fault_is_a_bare_500_and_one_log_line_with_the_ids(
     the request id and the caller's key id on the line."""
     gw = await start_gateway()
     key = await gw.storage.key_by_hash(hash_key(gw.subscriber))
-    assert key is not None and gw.storage._r is not None
-    await gw.storage._r.close()
+    reader = gw.storage.connector.reader
+    assert key is not None and reader is not None
+    await reader.close()
     capsys.readouterr()
     status, body, resp = await gw.call("GET", "/v1/hooks", gw.subscriber,
                                        headers={"X-Request-Id": "fault-7"})

@@ -14,9 +14,9 @@ import pytest
 from gateway.errors import StorageError
 from gateway.models import Attempt, PayloadMode, Role
 from gateway.outcome import Outcome
-from gateway.pg.connector import SCHEMA_VERSION, migrate
-from gateway.pg.storage import PgStorage
 from gateway.storage import AttemptResult, Claim, NewEvent
+from gateway.storage.postgres import PgStorage
+from gateway.storage.postgres.connector import SCHEMA_VERSION, migrate
 from tests.conftest import wait_until
 
 Open = Callable[..., Awaitable[PgStorage]]
@@ -101,7 +101,7 @@ async def test_a_live_process_keeps_its_claims_past_the_lease(open_storage: Open
         owner = await conn.fetchval("SELECT claimed_by FROM deliveries WHERE id = $1", row.id)
     finally:
         await conn.close()
-    assert owner == alive._owner
+    assert owner == alive.owner
     assert (await other.claim_due(claim())).rows == []
 
 

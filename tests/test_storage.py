@@ -14,7 +14,9 @@ import pytest
 from gateway.auth import generate_key, hash_key
 from gateway.errors import StorageError
 from gateway.models import HookStatus, PayloadMode, Role, new_secret
-from gateway.storage import BUSY_TIMEOUT_MS, SCHEMA_VERSION, NewEvent, Storage
+from gateway.storage import SCHEMA_VERSION, NewEvent, Storage
+
+BUSY_TIMEOUT_S = 5.0  # Storage's default busy_timeout
 
 
 async def make_v1_database(path: Path) -> tuple[str, str]:
@@ -130,11 +132,11 @@ async def test_the_database_directory_is_created(tmp_path: Path) -> None:
 async def assert_waits_for_the_lock(task: asyncio.Task[Any], what: str) -> None:
     """While another connection holds the write lock, `task` must wait for it without holding
     up the event loop. Not a benchmark: a loop that waited on the lock would be stuck for the
-    whole busy timeout (BUSY_TIMEOUT_MS, 5 s); fifty turns of a free loop take microseconds."""
+    whole busy timeout (BUSY_TIMEOUT_S); fifty turns of a free loop take microseconds."""
     started = time.monotonic()
     for _ in range(50):
         await asyncio.sleep(0)
-    assert time.monotonic() - started < BUSY_TIMEOUT_MS / 1000 / 2
+    assert time.monotonic() - started < BUSY_TIMEOUT_S / 2
     assert not task.done(), f"{what} while another connection held the lock"
 
 
@@ -163,7 +165,7 @@ async def test_a_write_lock_held_elsewhere_never_stalls_the_event_loop(tmp_path:
 async def test_checkpoints_keep_the_wal_from_growing(tmp_path: Path) -> None:
     """Automatic checkpoints are off on the writer; the storage runs its own in its thread, so
     the WAL is reused instead of growing with every commit."""
-    from gateway.storage import CHECKPOINT_EVERY
+    from gateway.storage.connector import CHECKPOINT_EVERY
 
     path = tmp_path / "g.db"
     storage = Storage(str(path))
@@ -184,10 +186,10 @@ async def test_checkpoints_follow_the_rows_published_too(tmp_path: Path, rows: i
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     """Few commits of large batches grow the WAL fast: a checkpoint also follows the rows
     published (CHECKPOINT_ROWS), not only the commit count."""
-    import gateway.storage as storage_mod
+    import gateway.storage.connector as connector
 
-    monkeypatch.setattr(storage_mod, "CHECKPOINT_EVERY", 10**9)
-    monkeypatch.setattr(storage_mod, "CHECKPOINT_ROWS", rows)
+    monkeypatch.setattr(connector, "CHECKPOINT_EVERY", 10**9)
+    monkeypatch.setattr(connector, "CHECKPOINT_ROWS", rows)
     path = tmp_path / "g.db"
     storage = Storage(str(path))
     await storage.open()
@@ -360,7 +362,7 @@ async def test_publishes_share_commits_up_to_a_bound_and_wide_fanouts_insert_in_
     """Concurrent publishes share commits, but one commit takes at most GROUP_EVENTS events;
     a commit with more rows than INLINE_ROWS (here 18 hooks x 1,000 events) leaves its inserts
     to the database thread. Both ways store every event and delivery, in sequence order."""
-    from gateway.storage import GROUP_EVENTS, INLINE_ROWS
+    from gateway.storage.events import GROUP_EVENTS, INLINE_ROWS
 
     path = tmp_path / "g.db"
     storage = Storage(str(path))
@@ -470,6 +472,15 @@ async def test_claims_and_attempt_records_in_batches_across_statement_chunks(
                                            r.attempt.duration_ms, r.attempt.response_excerpt), i
 
 
+async def claim_in_thread(storage: Storage, claim: Any) -> Any:
+    """claim_due as it runs while the writer's thread is busy: in that thread."""
+    storage.connector.inline = False
+    try:
+        return await storage.claim_due(claim)
+    finally:
+        storage.connector.inline = True
+
+
 async def test_a_claim_in_the_database_thread_reads_what_one_on_the_loop_reads(
         tmp_path: Path) -> None:
     """The claim runs on the event loop when the writer's thread is idle (plain rows) and in
@@ -495,7 +506,7 @@ async def test_a_claim_in_the_database_thread_reads_what_one_on_the_loop_reads(
             return Claim(now=now + 1, limit=limit, host_room={}, default_room=100)
 
         on_loop = await storage.claim_due(spec(3))
-        in_thread = await storage._run(lambda c: storage._claim_tx(c, spec(3)))
+        in_thread = await claim_in_thread(storage, spec(3))
         assert [d.data_json for d in on_loop.rows + in_thread.rows] == data
         assert not on_loop.exhausted and not in_thread.exhausted
         for a, b in zip(on_loop.rows, in_thread.rows, strict=True):
@@ -512,7 +523,7 @@ async def test_a_claim_in_the_database_thread_reads_what_one_on_the_loop_reads(
         await storage.update_hook(hook.id, {"target_url": "https://b.example/h",
                                             "headers": {"X-Tenant": "t2"}}, now)
         on_loop = await storage.claim_due(spec(3))
-        in_thread = await storage._run(lambda c: storage._claim_tx(c, spec(10)))
+        in_thread = await claim_in_thread(storage, spec(10))
         assert in_thread.exhausted and len(on_loop.rows + in_thread.rows) == len(data)
         for d in on_loop.rows + in_thread.rows:
             assert d.target_url == "https://b.example/h"
@@ -526,10 +537,10 @@ async def test_hook_delivery_configs_in_memory_stay_bounded(tmp_path: Path,
                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     """Claims keep each hook's delivery config in memory; across more hooks than the bound, it
     is read again rather than kept, and every claimed row still carries its own hook's URL."""
-    import gateway.storage as storage_mod
+    import gateway.storage.hooks as hooks_mod
     from gateway.storage import Claim
 
-    monkeypatch.setattr(storage_mod, "HOOK_CFG_MAX", 4)
+    monkeypatch.setattr(hooks_mod, "HOOK_CFG_MAX", 4)
     storage = Storage(str(tmp_path / "g.db"))
     await storage.open()
     now = time.time()
@@ -551,7 +562,7 @@ async def test_hook_delivery_configs_in_memory_stay_bounded(tmp_path: Path,
                 assert d.target_url == f"https://{d.host}/h"
                 assert d.headers == {"X-Hook": d.host[1:].split(".")[0]}
             seen += len(got.rows)
-            assert len(storage._hook_cfg) <= 4
+            assert storage.hook_configs_held <= 4
         assert seen == 30
     finally:
         await storage.close()
@@ -563,10 +574,10 @@ async def test_a_claim_past_a_wall_of_full_hosts_rows_goes_host_by_host(
     goes host by host instead of walking past them, and takes what the time-ordered claim
     would: the other hosts' due rows, oldest first, within each host's room and the limit,
     an ordered hook's lowest pending row only, the same on the loop and in the thread."""
-    import gateway.storage as storage_mod
+    import gateway.storage.claims as claims_mod
     from gateway.storage import Claim
 
-    monkeypatch.setattr(storage_mod, "CLAIM_WALL", 5)
+    monkeypatch.setattr(claims_mod, "CLAIM_WALL", 5)
     storage = Storage(str(tmp_path / "g.db"))
     await storage.open()
     now = time.time()
@@ -592,14 +603,14 @@ async def test_a_claim_past_a_wall_of_full_hosts_rows_goes_host_by_host(
 
         a_rows = [("a.example", b'{"i":%d}' % i) for i in range(8)]
         # Below the wall (4 of the dead host's rows), the claim stays in time order.
-        monkeypatch.setattr(storage_mod, "CLAIM_WALL", 9)
+        monkeypatch.setattr(claims_mod, "CLAIM_WALL", 9)
         got = await storage.claim_due(spec(100, {}))
         assert storage.claims_by_host == 0
         assert sorted(seen(got.rows)) == sorted([*a_rows, ("b.example", b'{"i":0}')])
         assert got.exhausted
         await storage.release_claims([d.id for d in got.rows])
 
-        monkeypatch.setattr(storage_mod, "CLAIM_WALL", 5)
+        monkeypatch.setattr(claims_mod, "CLAIM_WALL", 5)
         got = await storage.claim_due(spec(100, {}))
         assert storage.claims_by_host == 1
         # a.example's first row is the oldest due (the dead host's is skipped): it goes first.
@@ -613,7 +624,7 @@ async def test_a_claim_past_a_wall_of_full_hosts_rows_goes_host_by_host(
 
         got = await storage.claim_due(spec(2, {}))
         assert seen(got.rows) == a_rows[:2] and not got.exhausted
-        in_thread = await storage._run(lambda c: storage._claim_tx(c, spec(100, {})))
+        in_thread = await claim_in_thread(storage, spec(100, {}))
         # Now b.example's row is the oldest due.
         assert seen(in_thread.rows) == [("b.example", b'{"i":0}'), *a_rows[2:]]
         assert storage.claims_by_host == 4
@@ -621,5 +632,45 @@ async def test_a_claim_past_a_wall_of_full_hosts_rows_goes_host_by_host(
             assert db.execute("SELECT host, COUNT(*) FROM deliveries WHERE claimed = 1 "
                               "GROUP BY host ORDER BY host").fetchall() == [
                 ("a.example", 8), ("b.example", 1)]
+    finally:
+        await storage.close()
+
+
+async def test_list_events_pages_newest_first_with_each_filter(tmp_path: Path) -> None:
+    storage = Storage(str(tmp_path / "g.db"))
+    await storage.open()
+    t0 = 1_700_000_000.0
+    try:
+        await storage.put_topics([("contact.created", ""), ("contact.deleted", "")], t0)
+        ids: list[tuple[str, str, str, float]] = []
+        for i in range(7):
+            account, topic = ("acme", "globex")[i % 2], ("contact.created", "contact.deleted")[i % 3 == 0]
+            pub = await storage.publish([NewEvent(account=account, topic=topic,
+                                                  data_json=b'{"i":%d}' % i, resource_url=None,
+                                                  idempotency_key=None)], t0 + i)
+            ids.append((pub[0].id, account, topic, t0 + i))
+        newest_first = [e[0] for e in reversed(ids)]
+
+        page, cursor = await storage.list_events(None, None, None, None, 3, None)
+        assert [e.id for e in page] == newest_first[:3] and cursor == newest_first[2]
+        page, cursor = await storage.list_events(None, None, None, None, 3, cursor)
+        assert [e.id for e in page] == newest_first[3:6]
+        page, cursor = await storage.list_events(None, None, None, None, 3, cursor)
+        assert [e.id for e in page] == newest_first[6:] and cursor is None
+
+        def want(account: str | None, topic: str | None, since: float | None,
+                 until: float | None) -> list[str]:
+            return [e[0] for e in reversed(ids)
+                    if (account is None or e[1] == account) and (topic is None or e[2] == topic)
+                    and (since is None or e[3] >= since) and (until is None or e[3] < until)]
+
+        for args in (("acme", None, None, None), (None, "contact.deleted", None, None),
+                     ("globex", "contact.created", None, None), (None, None, t0 + 2, t0 + 5),
+                     ("acme", None, t0 + 1, None), (None, None, None, t0 + 1)):
+            page, cursor = await storage.list_events(*args, limit=100, cursor=None)
+            assert [e.id for e in page] == want(*args), args
+            assert cursor is None
+        page, _ = await storage.list_events("acme", None, None, None, 1, None)
+        assert page[0].data_json == b'{"i":6}' and page[0].account == "acme"
     finally:
         await storage.close()

@@ -18,20 +18,22 @@ if TYPE_CHECKING:
     from aiohttp import ClientSession
 
     from gateway.auth import Principal
-    from gateway.backends import AnyStorage
     from gateway.clock import Clock
     from gateway.config import Config
     from gateway.delivery import DeliveryEngine
     from gateway.metrics import Metrics
+    from gateway.pruner import Pruner
+    from gateway.storage.backend import Backend
     from gateway.targets import TargetPolicy
 
 CONFIG: web.AppKey[Config] = web.AppKey("config")
-STORAGE: web.AppKey[AnyStorage] = web.AppKey("storage")
+STORAGE: web.AppKey[Backend] = web.AppKey("storage")
 CLOCK: web.AppKey[Clock] = web.AppKey("clock")
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
 CLIENT: web.AppKey[ClientSession] = web.AppKey("client")
 ENGINE: web.AppKey[DeliveryEngine] = web.AppKey("engine")
 POLICY: web.AppKey[TargetPolicy] = web.AppKey("policy")
+PRUNER: web.AppKey[Pruner] = web.AppKey("pruner")
 
 PRINCIPAL: web.RequestKey[Principal] = web.RequestKey("principal")
 

@@ -20,10 +20,13 @@ async def healthz(request: web.Request) -> web.Response:
 @routes.get("/readyz")
 async def readyz(request: web.Request) -> web.Response:
     checks: dict[str, str] = {}
+    storage = request.app[STORAGE]
     try:
-        checks["database"] = "ok" if await request.app[STORAGE].ping() else "failing"
+        checks["database"] = "ok" if await storage.ping() else "failing"
     except Exception:
         checks["database"] = "failing"
+    if checks["database"] == "ok" and not storage.writable:
+        checks["database"] = "unwritable"
     engine = request.app.get(ENGINE)
     checks["delivery_loop"] = "ok" if engine is not None and engine.running else "stopped"
     ready = all(v == "ok" for v in checks.values())

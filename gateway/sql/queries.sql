@@ -48,8 +48,19 @@ SELECT * FROM hooks WHERE deleted_at IS NULL AND account = ? AND id > ? ORDER BY
 SELECT id, topics, status, host FROM hooks
 WHERE account = ? AND deleted_at IS NULL AND status != 'removed';
 
+-- name: hook_update
+-- A hook's changeable settings; a NULL parameter keeps the column as it is (none is nullable).
+UPDATE hooks SET target_url = COALESCE(?, target_url), host = COALESCE(?, host),
+       topics = COALESCE(?, topics), payload = COALESCE(?, payload),
+       ordered = COALESCE(?, ordered), description = COALESCE(?, description),
+       headers = COALESCE(?, headers), updated_at = ?
+WHERE id = ?;
+
 -- name: hook_delete
-UPDATE hooks SET deleted_at = ?, updated_at = ? WHERE id = ? AND deleted_at IS NULL;
+-- Its secrets go at once; the row stays until the pruner has removed its deliveries.
+UPDATE hooks SET deleted_at = ?, updated_at = ?, secret = '', old_secret = NULL,
+       old_secret_expires_at = NULL
+WHERE id = ? AND deleted_at IS NULL;
 
 -- name: hook_set_held
 -- A hook that is not active holds its pending deliveries out of the due index.
@@ -91,7 +102,7 @@ UPDATE hooks SET status = ?, updated_at = ? WHERE id = ?;
 SELECT response FROM idempotency WHERE account = ? AND key = ? AND created_at > ?;
 
 -- name: idempotency_put
--- Rows of (account, key, response, created_at); see _execute_rows.
+-- Rows of (account, key, response, created_at); see storage/connector.py, execute_rows.
 INSERT OR REPLACE INTO idempotency (account, key, response, created_at) VALUES (?, ?, ?, ?);
 
 -- name: idempotency_purge
@@ -105,7 +116,7 @@ UPDATE accounts SET last_sequence = ? WHERE name = ?;
 
 -- name: event_insert
 -- Rows of (id, account, topic, sequence, data, resource_url, created_at), many per statement
--- (see _execute_rows in storage.py).
+-- (see execute_rows in storage/connector.py).
 INSERT INTO events (id, account, topic, sequence, data, resource_url, created_at)
 VALUES (?, ?, ?, ?, ?, ?, ?);
 
@@ -149,12 +160,11 @@ WHERE id = ? AND status IN ('pending', 'failed');
 -- name: claim_candidates
 -- Due deliveries, oldest first, skipping hosts that are at their bound. An ordered hook offers
 -- only its lowest pending sequence, and nothing while one of its deliveries is claimed.
--- What a delivery needs of its hook comes from memory (Storage._hook_cfg), so the hook is
--- joined only to filter: its columns on every row were half the cost of a claim.
--- The event's time goes as whole microseconds: the claim also travels as JSON (see
--- storage.py), which keeps 15 digits of a REAL, and both ways must give the same value.
--- storage.py derives the claim of one host from this text (_of_one_host): keep the index hint
--- and the host filter as they are written here.
+-- What a delivery needs of its hook comes from memory (the hook store's delivery configs), so
+-- the hook is joined only to filter: its columns on every row were half the cost of a claim.
+-- The event's time goes as whole microseconds: the claim also travels as JSON
+-- (claim_candidates_json), which keeps 15 digits of a REAL, and both ways must give the same
+-- value. Three variants follow, written out: keep the four the same but for what they say.
 SELECT d.id, d.event_id, d.hook_id, d.account, d.topic, d.sequence, d.attempts, d.manual, d.host,
        e.data, e.resource_url, CAST(round(e.created_at * 1000000) AS INTEGER)
 FROM deliveries d INDEXED BY deliveries_due
@@ -170,6 +180,70 @@ WHERE d.status = 'pending' AND d.held = 0 AND d.claimed = 0 AND d.next_attempt_a
                         WHERE y.hook_id = d.hook_id AND y.status = 'pending' AND y.claimed = 1)))
 ORDER BY d.next_attempt_at
 LIMIT ?;
+
+-- name: claim_candidates_of_host
+-- claim_candidates for one host with room (parameters now, host, limit), on the index by host:
+-- what a claim past a wall of full hosts' rows runs, host by host.
+SELECT d.id, d.event_id, d.hook_id, d.account, d.topic, d.sequence, d.attempts, d.manual, d.host,
+       e.data, e.resource_url, CAST(round(e.created_at * 1000000) AS INTEGER)
+FROM deliveries d INDEXED BY deliveries_due_by_host
+JOIN hooks h ON h.id = d.hook_id
+JOIN events e ON e.id = d.event_id
+WHERE d.status = 'pending' AND d.held = 0 AND d.claimed = 0 AND d.next_attempt_at <= ?
+  AND h.status = 'active' AND h.deleted_at IS NULL
+  AND d.host = ?
+  AND (h.ordered = 0 OR (
+        d.sequence = (SELECT MIN(x.sequence) FROM deliveries x
+                      WHERE x.hook_id = d.hook_id AND x.status = 'pending')
+        AND NOT EXISTS (SELECT 1 FROM deliveries y
+                        WHERE y.hook_id = d.hook_id AND y.status = 'pending' AND y.claimed = 1)))
+ORDER BY d.next_attempt_at
+LIMIT ?;
+
+-- name: claim_candidates_json
+-- claim_candidates as one row holding a JSON array, for a claim run in the database's thread:
+-- there a statement step per row would hand the GIL between that thread and the busy event
+-- loop once per row. (c9, the event's data, is a BLOB, which JSON cannot hold: as text it is
+-- the JSON itself.) On the loop the plain rows are cheaper (no JSON built and parsed again).
+WITH claim(c0, c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11) AS (
+SELECT d.id, d.event_id, d.hook_id, d.account, d.topic, d.sequence, d.attempts, d.manual, d.host,
+       e.data, e.resource_url, CAST(round(e.created_at * 1000000) AS INTEGER)
+FROM deliveries d INDEXED BY deliveries_due
+JOIN hooks h ON h.id = d.hook_id
+JOIN events e ON e.id = d.event_id
+WHERE d.status = 'pending' AND d.held = 0 AND d.claimed = 0 AND d.next_attempt_at <= ?
+  AND h.status = 'active' AND h.deleted_at IS NULL
+  AND d.host NOT IN (SELECT value FROM json_each(?))
+  AND (h.ordered = 0 OR (
+        d.sequence = (SELECT MIN(x.sequence) FROM deliveries x
+                      WHERE x.hook_id = d.hook_id AND x.status = 'pending')
+        AND NOT EXISTS (SELECT 1 FROM deliveries y
+                        WHERE y.hook_id = d.hook_id AND y.status = 'pending' AND y.claimed = 1)))
+ORDER BY d.next_attempt_at
+LIMIT ?
+)
+SELECT json_group_array(json_array(c0, c1, c2, c3, c4, c5, c6, c7, c8, CAST(c9 AS TEXT), c10, c11)) FROM claim;
+
+-- name: claim_candidates_of_host_json
+-- claim_candidates_of_host as one JSON row (see claim_candidates_json).
+WITH claim(c0, c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11) AS (
+SELECT d.id, d.event_id, d.hook_id, d.account, d.topic, d.sequence, d.attempts, d.manual, d.host,
+       e.data, e.resource_url, CAST(round(e.created_at * 1000000) AS INTEGER)
+FROM deliveries d INDEXED BY deliveries_due_by_host
+JOIN hooks h ON h.id = d.hook_id
+JOIN events e ON e.id = d.event_id
+WHERE d.status = 'pending' AND d.held = 0 AND d.claimed = 0 AND d.next_attempt_at <= ?
+  AND h.status = 'active' AND h.deleted_at IS NULL
+  AND d.host = ?
+  AND (h.ordered = 0 OR (
+        d.sequence = (SELECT MIN(x.sequence) FROM deliveries x
+                      WHERE x.hook_id = d.hook_id AND x.status = 'pending')
+        AND NOT EXISTS (SELECT 1 FROM deliveries y
+                        WHERE y.hook_id = d.hook_id AND y.status = 'pending' AND y.claimed = 1)))
+ORDER BY d.next_attempt_at
+LIMIT ?
+)
+SELECT json_group_array(json_array(c0, c1, c2, c3, c4, c5, c6, c7, c8, CAST(c9 AS TEXT), c10, c11)) FROM claim;
 
 -- name: due_hosts
 -- Every host with rows in the due index and its earliest one: one index seek per host (a skip
@@ -222,7 +296,7 @@ AND next_attempt_at <= ?;
 
 -- name: attempt_insert
 -- Rows of (delivery_id, at, status_code, error, duration_ms, response_excerpt), many per
--- statement (see _execute_rows in storage.py).
+-- statement (see execute_rows in storage/connector.py).
 INSERT INTO attempts (delivery_id, at, status_code, error, duration_ms, response_excerpt)
 VALUES (?, ?, ?, ?, ?, ?);
 
@@ -236,3 +310,64 @@ SET claimed = 0, attempts = attempts + 1, manual = 0, last_status_code = r.code,
     status = CASE WHEN deliveries.status = 'pending' THEN r.status ELSE deliveries.status END
 FROM r
 WHERE deliveries.id = r.id;
+
+-- name: event_list
+-- Events newest first (ids sort by time): (before id, topic, topic, since, since, until,
+-- until, limit); a NULL filter is no filter.
+SELECT id, account, topic, sequence, data, resource_url, created_at FROM events
+WHERE id < ? AND (? IS NULL OR topic = ?) AND (? IS NULL OR created_at >= ?)
+  AND (? IS NULL OR created_at < ?)
+ORDER BY id DESC LIMIT ?;
+
+-- name: event_list_account
+-- event_list for one account (the first parameter). No index by account: publishing would
+-- pay for it on every event, and the primary key read newest first finds a busy account's
+-- page at once.
+SELECT id, account, topic, sequence, data, resource_url, created_at FROM events
+WHERE account = ? AND id < ? AND (? IS NULL OR topic = ?) AND (? IS NULL OR created_at >= ?)
+  AND (? IS NULL OR created_at < ?)
+ORDER BY id DESC LIMIT ?;
+
+-- name: prune_deliveries_pick
+-- Final deliveries made before the cutoff (ids sort by time: the primary key's range) and not
+-- changed since, past the cursor: (after id, before id, cutoff, limit). A claimed row is in
+-- flight and waits for its record.
+SELECT id FROM deliveries
+WHERE id > ? AND id < ? AND status != 'pending' AND claimed = 0 AND updated_at <= ?
+ORDER BY id LIMIT ?;
+
+-- name: prune_deleted_hooks_deliveries_pick
+-- The deliveries of deleted hooks, whatever their age (deleting cancelled the pending ones).
+SELECT d.id FROM hooks h JOIN deliveries d ON d.hook_id = h.id
+WHERE h.deleted_at IS NOT NULL AND d.status != 'pending' AND d.claimed = 0
+LIMIT ?;
+
+-- name: prune_attempts
+-- The attempts of deliveries given as a JSON array of ids.
+DELETE FROM attempts WHERE delivery_id IN (SELECT value FROM json_each(?));
+
+-- name: prune_deliveries
+-- Deliveries given as a JSON array of ids.
+DELETE FROM deliveries WHERE id IN (SELECT value FROM json_each(?));
+
+-- name: prune_events_pick
+-- Events made before the cutoff with no delivery left (so none pending), past the cursor:
+-- (after id, before id, cutoff, limit).
+SELECT e.id FROM events e
+WHERE e.id > ? AND e.id < ? AND e.created_at <= ?
+  AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = e.id)
+ORDER BY e.id LIMIT ?;
+
+-- name: prune_events
+-- Events given as a JSON array of ids.
+DELETE FROM events WHERE id IN (SELECT value FROM json_each(?));
+
+-- name: prune_hooks
+-- Deleted hooks none of whose deliveries is left.
+DELETE FROM hooks WHERE deleted_at IS NOT NULL
+AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.hook_id = hooks.id);
+
+-- name: secrets_expire
+-- A rotated-out secret past its window is cleared.
+UPDATE hooks SET old_secret = NULL, old_secret_expires_at = NULL
+WHERE old_secret IS NOT NULL AND old_secret_expires_at <= ?;

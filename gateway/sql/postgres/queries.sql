@@ -1,4 +1,4 @@
--- Named queries of the PostgreSQL backend (gateway/pg). Parameters are $1, $2, …; a batch
+-- Named queries of the PostgreSQL backend (gateway/storage/postgres). Parameters are $1, $2, …; a batch
 -- statement takes one array per column and unnests them, so a batch is one statement and one
 -- round trip whatever its size.
 
@@ -102,10 +102,6 @@ WHERE id = ANY($1::text[]) AND (consecutive_failures != 0 OR failing_since IS NO
 -- name: hook_failures
 UPDATE hooks SET consecutive_failures = $1, failing_since = $2 WHERE id = $3;
 
--- name: hook_failure_state
--- Locked: two processes recording failures of one hook add to its streak one after the other.
-SELECT consecutive_failures, failing_since, status, account FROM hooks WHERE id = $1 FOR UPDATE;
-
 -- name: hook_set_status
 UPDATE hooks SET status = $1, updated_at = $2 WHERE id = $3;
 
@@ -131,6 +127,14 @@ SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bytea
 
 -- name: event_get
 SELECT id, account, topic, sequence, data, resource_url, created_at FROM events WHERE id = $1;
+
+-- name: event_list
+-- Events newest first (ids sort by time): (before id, account, topic, since, until, limit); a
+-- NULL filter is no filter.
+SELECT id, account, topic, sequence, data, resource_url, created_at FROM events
+WHERE id < $1 AND ($2::text IS NULL OR account = $2) AND ($3::text IS NULL OR topic = $3)
+  AND ($4::float8 IS NULL OR created_at >= $4) AND ($5::float8 IS NULL OR created_at < $5)
+ORDER BY id DESC LIMIT $6;
 
 -- name: event_delivery_counts
 SELECT status, COUNT(*) FROM deliveries WHERE event_id = $1 GROUP BY status;
@@ -245,3 +249,46 @@ SET attempts = d.attempts + 1, manual = 0, last_status_code = r.code,
     claimed_by = CASE WHEN d.claimed_by = $6 THEN NULL ELSE d.claimed_by END
 FROM unnest($1::text[], $2::int[], $3::float8[], $4::text[]) AS r(id, code, next_at, status)
 WHERE d.id = r.id;
+
+-- name: prune_deliveries_pick
+-- Final deliveries made before the cutoff (ids sort by time: the primary key's range) and not
+-- changed since, past the cursor: (after id, before id, cutoff, limit).
+SELECT id FROM deliveries
+WHERE id > $1 AND id < $2 AND status != 'pending' AND updated_at <= $3
+ORDER BY id LIMIT $4;
+
+-- name: prune_deleted_hooks_deliveries_pick
+-- The deliveries of deleted hooks, whatever their age (deleting cancelled the pending ones).
+SELECT d.id FROM hooks h JOIN deliveries d ON d.hook_id = h.id
+WHERE h.deleted_at IS NOT NULL AND d.status != 'pending'
+LIMIT $1;
+
+-- name: prune_attempts
+DELETE FROM attempts WHERE delivery_id = ANY($1::text[]);
+
+-- name: prune_deliveries
+DELETE FROM deliveries WHERE id = ANY($1::text[]);
+
+-- name: prune_events_pick
+-- Events made before the cutoff with no delivery left (so none pending), past the cursor:
+-- (after id, before id, cutoff, limit).
+SELECT e.id FROM events e
+WHERE e.id > $1 AND e.id < $2 AND e.created_at <= $3
+  AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = e.id)
+ORDER BY e.id LIMIT $4;
+
+-- name: prune_events
+-- Only those still without a delivery: a publish in another process may have added one since
+-- the pick (it cannot, for an event this old, but the check costs nothing).
+DELETE FROM events e WHERE e.id = ANY($1::text[])
+AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = e.id);
+
+-- name: prune_hooks
+-- Deleted hooks none of whose deliveries is left.
+DELETE FROM hooks WHERE deleted_at IS NOT NULL
+AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.hook_id = hooks.id);
+
+-- name: secrets_expire
+-- A rotated-out secret past its window is cleared.
+UPDATE hooks SET old_secret = NULL, old_secret_expires_at = NULL
+WHERE old_secret IS NOT NULL AND old_secret_expires_at <= $1;

@@ -2,29 +2,22 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, TypeAlias
-
 from gateway.config import Config
 from gateway.errors import StorageError
-from gateway.storage import Storage
-
-if TYPE_CHECKING:
-    from gateway.pg.storage import PgStorage
-
-    AnyStorage: TypeAlias = Storage | PgStorage
-else:
-    AnyStorage = Storage
+from gateway.storage.backend import Backend
+from gateway.storage.sqlite import Storage
 
 
-def make_storage(config: Config) -> AnyStorage:
+def make_storage(config: Config) -> Backend:
     """The backend, not opened yet. asyncpg is imported only for PostgreSQL, so the SQLite
     default needs none of it installed."""
     db = config.database
     if not db.url:
         return Storage(db.path, synchronous=db.synchronous,
-                       idempotency_ttl=config.server.idempotency_ttl_seconds)
+                       idempotency_ttl=config.server.idempotency_ttl_seconds,
+                       busy_timeout=db.busy_timeout_seconds)
     try:
-        from gateway.pg.storage import PgStorage
+        from gateway.storage.postgres import PgStorage
     except ImportError as exc:
         raise StorageError(f"database.url needs asyncpg ({exc.name} is missing): "
                            "pip install 'gateway[postgres]'") from None

@@ -13,10 +13,22 @@ from typing import Any
 
 import asyncpg
 
-from gateway.errors import StorageError
+from gateway.errors import DatabaseUnavailable, StorageError
 from gateway.logs import get_logger
 
-log = get_logger("gateway.pg")
+log = get_logger("gateway.storage.postgres")
+
+# What says the database cannot store anything now (a 503, not a 500): the server is gone or
+# refuses connections, the disk is full, it is read-only (a standby), or shutting down.
+UNAVAILABLE: tuple[type[BaseException], ...] = (
+    OSError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.DiskFullError,
+    asyncpg.exceptions.ReadOnlySQLTransactionError,
+    asyncpg.exceptions.OperatorInterventionError,
+    asyncpg.exceptions.InsufficientResourcesError,
+)
 
 CHANNEL = "gateway"
 Conn = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy  # what tx() hands out
@@ -105,6 +117,7 @@ class PgConnector:
         self._reconnect: asyncio.Task[None] | None = None
         self._closing = False
         self.listening = False
+        self.writable = True  # False from a write that could not reach the disk until one does
 
     async def open(self, on_notice: Callable[[str], None], on_lost: Callable[[], None]) -> None:
         self._on_notice, self._on_lost = on_notice, on_lost
@@ -172,14 +185,21 @@ class PgConnector:
     @contextlib.asynccontextmanager
     async def tx(self) -> AsyncIterator[Conn]:
         """One transaction on a connection of the pool: committed when the block ends, rolled
-        back if it raises."""
-        async with self.pool.acquire() as conn, conn.transaction():
-            yield conn
+        back if it raises. A database that cannot store anything raises DatabaseUnavailable
+        (nothing of the transaction is kept)."""
+        try:
+            async with self.pool.acquire() as conn, conn.transaction():
+                yield conn
+        except UNAVAILABLE as exc:
+            self.writable = False
+            raise DatabaseUnavailable(type(exc).__name__) from None
+        self.writable = True
 
-    async def fetch(self, name: str, *args: Any) -> list[asyncpg.Record]:
+    # Rows as Any: a Record reads by position and by name, as gateway.storage.rows expects.
+    async def fetch(self, name: str, *args: Any) -> list[Any]:
         return await self.pool.fetch(Q[name], *args)
 
-    async def fetchrow(self, name: str, *args: Any) -> asyncpg.Record | None:
+    async def fetchrow(self, name: str, *args: Any) -> Any:
         return await self.pool.fetchrow(Q[name], *args)
 
     async def fetchval(self, name: str, *args: Any) -> Any:
