@@ -40,7 +40,8 @@ class Principal:
     def require(self, *roles: Role) -> None:
         if self.role not in roles:
             allowed = " or ".join(r.value for r in roles)
-            raise Forbidden(f"this endpoint needs a {allowed} key; this key is {self.role.value}")
+            raise Forbidden(f"this endpoint needs {_a(allowed)} key; this key is "
+                            f"{_a(self.role.value)} key")
 
     def can_see(self, account: str) -> bool:
         """Whether a resource of `account` is visible; subscribers see only their own."""
@@ -63,3 +64,8 @@ class Principal:
         if not isinstance(requested, str):
             raise Unprocessable.field("account", "must be a string")
         return requested
+
+
+def _a(word: str) -> str:
+    """`word` with its indefinite article: "an admin", "a publisher"."""
+    return ("an " if word[:1] in ("a", "e", "i", "o", "u") else "a ") + word

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
 import os
 import re
@@ -231,30 +232,71 @@ def _build_topics(raw: Any) -> tuple[TopicConfig, ...]:
     return tuple(out)
 
 
+# GATEWAY_* variables the gateway reads that are not a setting's override.
+OTHER_ENV = frozenset({"GATEWAY_CONFIG"})
+
+
+def env_names() -> frozenset[str]:
+    """Every GATEWAY_* variable the gateway reads."""
+    return OTHER_ENV | {f"GATEWAY_{name.upper()}_{f.name.upper()}"
+                        for name, cls in SECTIONS.items() for f in dataclasses.fields(cls)}
+
+
+def _check_env(env: Mapping[str, str]) -> None:
+    """A GATEWAY_* variable the gateway does not read is refused like an unknown key: a typo
+    (GATEWAY_SERVER_PROT) would otherwise leave the default in place without a word."""
+    known = env_names()
+    for name in sorted(env):
+        if name.startswith("GATEWAY_") and name not in known:
+            close = difflib.get_close_matches(name, known, n=1, cutoff=0.8)
+            hint = (f"did you mean {close[0]}?" if close else
+                    "settings are GATEWAY_<SECTION>_<KEY>, e.g. GATEWAY_SERVER_PORT")
+            raise ConfigError(name, f"unknown environment variable ({hint}); unset it or fix "
+                                    "its name")
+
+
+def config_path(path: str | os.PathLike[str] | None = None,
+                env: Mapping[str, str] | None = None) -> str | None:
+    """The config file that load_config reads: `path`, else $GATEWAY_CONFIG, else none."""
+    env = os.environ if env is None else env
+    if path is not None:
+        return os.fspath(path)
+    return env.get("GATEWAY_CONFIG") or None
+
+
 def load_config(
     path: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None
 ) -> Config:
-    """Load and validate settings; a ConfigError names the first bad key."""
+    """Load and validate settings; a ConfigError names the first bad key. With a config file,
+    a relative database.path (the default included) is relative to the file's folder, so a
+    command run from elsewhere opens the same database; with none, to the working directory."""
     env = os.environ if env is None else env
-    if path is None and env.get("GATEWAY_CONFIG"):
-        path = env["GATEWAY_CONFIG"]
+    _check_env(env)
+    named = "" if path is not None else " (named by GATEWAY_CONFIG)"
+    path = config_path(path, env)
     data: dict[str, Any] = {}
     if path is not None:
         try:
             with Path(path).open("rb") as fh:
                 data = tomllib.load(fh)
         except FileNotFoundError:
-            raise ConfigError("config", f"file not found: {path}") from None
+            raise ConfigError("config", f"file not found: {path}{named}") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError("config", f"{path} is not valid TOML: {exc}") from None
         except OSError as exc:
-            raise ConfigError("config", f"cannot read {path}: {exc.strerror}") from None
+            raise ConfigError("config", f"cannot read {path}{named}: {exc.strerror}") from None
     for key in data:
         if key not in SECTIONS and key != "topics":
             known = ", ".join([*SECTIONS, "topics"])
             raise ConfigError(key, f"unknown section (known: {known})")
     sections = {name: _build_section(name, cls, data.get(name), env) for name, cls in SECTIONS.items()}
     cfg = Config(**sections, topics=_build_topics(data.get("topics")))
+    db = cfg.database.path
+    if (path is not None and "GATEWAY_DATABASE_PATH" not in env and db != ":memory:"
+            and not os.path.isabs(db)):
+        folder = os.path.dirname(os.path.abspath(path))
+        database = dataclasses.replace(cfg.database, path=os.path.join(folder, db))
+        cfg = dataclasses.replace(cfg, database=database)
     if cfg.server.public_url and not re.match(r"^https?://[^/\s]+", cfg.server.public_url):
         raise ConfigError("server.public_url", "must be an http(s) URL such as https://hooks.example.com")
     if cfg.server.public_url.endswith("/"):

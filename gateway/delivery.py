@@ -384,6 +384,7 @@ class DeliveryEngine:
         else:
             self._note_finished(d.host)
             self._attempt_counts[result.outcome.value] += 1
+            self._metrics.attempt_seconds.observe(resp.duration_ms * 0.001)
             if resp.error is not None:
                 log.info("attempt_error", delivery_id=d.id, hook_id=d.hook_id,
                          error=resp.error, detail=resp.detail)

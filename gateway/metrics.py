@@ -9,7 +9,16 @@ from collections.abc import Callable, Iterator, Mapping
 from functools import partial
 from typing import Protocol
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    PlatformCollector,
+    ProcessCollector,
+    disable_created_metrics,
+    generate_latest,
+)
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -19,8 +28,17 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
+from gateway import __version__
+from gateway.models import HookStatus
+
+# prometheus-client adds a `<name>_created` series (a Unix time) to each counter; scrapers read
+# it as one more gauge per counter. Nothing here needs it.
+disable_created_metrics()  # type: ignore[no-untyped-call]
+
+HOOK_STATUSES = tuple(s.value for s in HookStatus)  # each always shown, 0 included
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 DELIVERY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5, 30, 120, 600, 3600, 86400)
+ATTEMPT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 
 
 class Histogram:
@@ -57,7 +75,14 @@ class Metrics:
         self.http_seconds: dict[tuple[str, str], Histogram] = {}
         self.events_published = 0
         self.latency = Histogram(DELIVERY_BUCKETS)
+        self.attempt_seconds = Histogram(ATTEMPT_BUCKETS)  # fed by the delivery loop
+        # Read from storage by the /metrics handler just before rendering (see State).
+        self.state = State()
         r.register(_HotCollector(self))
+        r.register(_StateCollector(self.state))
+        ProcessCollector(registry=r)
+        PlatformCollector(registry=r)
+        GCCollector(registry=r)
         self.final = Counter("gateway_deliveries_total", "Deliveries that reached a final status.",
                              ["status"], registry=r)
         self.backlog = Gauge("gateway_delivery_due_backlog",
@@ -100,6 +125,40 @@ def _size(path: str) -> float:
         return float(os.stat(path).st_size)
     except OSError:
         return 0.0
+
+
+class State:
+    """Figures that live in the database (hooks by status, pending deliveries), counted at
+    scrape time by the /metrics handler (the collectors cannot await) and reused for a second,
+    so that several scrapers at once cost one count."""
+
+    __slots__ = ("counted_at", "hooks_by_status", "pending")
+
+    def __init__(self) -> None:
+        self.counted_at: float | None = None
+        self.hooks_by_status: Mapping[str, int] = {}
+        self.pending = 0
+
+    def stale(self, now: float, max_age: float = 1.0) -> bool:
+        return self.counted_at is None or not 0 <= now - self.counted_at < max_age
+
+
+class _StateCollector(Collector):
+    def __init__(self, state: State) -> None:
+        self._state = state
+
+    def collect(self) -> Iterator[Metric]:
+        build = GaugeMetricFamily("gateway_build_info", "The running gateway's version.",
+                                  labels=["version"])
+        build.add_metric([__version__], 1)
+        yield build
+        hooks = GaugeMetricFamily("gateway_hooks", "Hooks by status.", labels=["status"])
+        for status in HOOK_STATUSES:
+            hooks.add_metric([status], self._state.hooks_by_status.get(status, 0))
+        yield hooks
+        yield GaugeMetricFamily("gateway_deliveries_pending",
+                                "Deliveries waiting for an attempt, due or not.",
+                                value=self._state.pending)
 
 
 class EngineCounts(Protocol):
@@ -152,3 +211,9 @@ class _HotCollector(Collector):
         buckets, total = m.latency.family_sample()
         latency.add_metric([], buckets, total)
         yield latency
+        attempt = HistogramMetricFamily("gateway_attempt_duration_seconds",
+                                        "One delivery attempt, from sending to the answer read "
+                                        "(or the error).")
+        buckets, total = m.attempt_seconds.family_sample()
+        attempt.add_metric([], buckets, total)
+        yield attempt

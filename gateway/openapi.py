@@ -1,24 +1,43 @@
-"""The OpenAPI 3.1 document served at /openapi.json; a test keeps it in step with the routes."""
+"""The OpenAPI 3.1 document served at /openapi.json: one Op per route in OPERATIONS, and the
+requests a target receives under `webhooks`. tests/test_openapi.py keeps it valid and in step
+with the app's routes. To document a new route, add an Op to OPERATIONS (its schemas, if new,
+to gateway/schemas.py)."""
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
 from gateway import __version__
-
-
-def _ref(name: str) -> dict[str, str]:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
+from gateway.schemas import (
+    AT,
+    ATTEMPT_EXAMPLE,
+    DELIVERY_EXAMPLE,
+    DELIVERY_ID,
+    DELIVERY_STATUSES,
+    EVENT_EXAMPLE,
+    EVENT_ID,
+    EVENT_PUBLISH_EXAMPLE,
+    HOOK_CREATE_EXAMPLE,
+    HOOK_EXAMPLE,
+    HOOK_ID,
+    KEY_EXAMPLE,
+    KEY_ID,
+    SCHEMAS,
+    SECRET,
+    TOPIC_EXAMPLE,
+    WEBHOOK_EXAMPLE,
+    listing,
+    page,
+    ref,
+)
 
 
 def _problem(description: str) -> dict[str, Any]:
     return {"description": description,
-            "content": {"application/problem+json": {"schema": _ref("Problem")}}}
+            "content": {"application/problem+json": {"schema": ref("Problem")}}}
 
 
 ERRORS = {
@@ -29,203 +48,269 @@ ERRORS = {
     "413": _problem("Body or batch too large."),
     "422": _problem("JSON that breaks the rules; `errors` names the fields."),
 }
+BODY_ERRORS = ("400", "401", "403", "413", "422")
 
 
-def _op(summary: str, responses: dict[str, Any], *, body: dict[str, Any] | None = None,
-        params: list[dict[str, Any]] | None = None, public: bool = False,
-        errors: tuple[str, ...] = ("401", "403")) -> dict[str, Any]:
-    op: dict[str, Any] = {"summary": summary, "responses": dict(responses)}
-    for code in errors:
-        op["responses"][code] = ERRORS[code]
-    if body is not None:
-        op["requestBody"] = {"required": True, "content": {"application/json": {"schema": body}}}
-    if params:
-        op["parameters"] = params
-    if public:
-        op["security"] = []
-    return op
+def ok(schema: dict[str, Any], description: str, example: Any) -> dict[str, Any]:
+    """A JSON response with its schema and an example."""
+    return {"description": description,
+            "content": {"application/json": {"schema": schema, "example": example}}}
 
 
-def _path_param(name: str) -> dict[str, Any]:
-    return {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+def empty(description: str) -> dict[str, Any]:
+    return {"description": description}
 
 
-PAGE = [
-    {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 500,
-                                                  "default": 50}},
-    {"name": "cursor", "in": "query", "schema": {"type": "string"}},
+def path_param(name: str, example: str, description: str) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, "description": description,
+            "schema": {"type": "string"}, "example": example}
+
+
+def query(name: str, schema: dict[str, Any], description: str, example: Any = None
+          ) -> dict[str, Any]:
+    p = {"name": name, "in": "query", "description": description, "schema": schema}
+    if example is not None:
+        p["example"] = example
+    return p
+
+
+PAGE = (query("limit", {"type": "integer", "minimum": 1, "maximum": 500, "default": 50},
+              "Items per page.", 50),
+        query("cursor", {"type": "string"}, "`next_cursor` of the previous page."))
+HOOK = path_param("id", HOOK_ID, "The hook's id.")
+
+
+@dataclass(frozen=True)
+class Op:
+    """One documented route. `responses` are the successful answers (built with ok() or
+    empty()); `errors` name the problem answers from ERRORS it may give."""
+
+    method: str
+    path: str
+    operation_id: str
+    tag: str
+    summary: str
+    description: str
+    responses: dict[str, Any]
+    body: dict[str, Any] | None = None
+    body_example: Any = None
+    params: tuple[dict[str, Any], ...] = ()
+    errors: tuple[str, ...] = ("401", "403")
+    public: bool = False
+
+    def document(self) -> dict[str, Any]:
+        op: dict[str, Any] = {"operationId": self.operation_id, "tags": [self.tag],
+                              "summary": self.summary, "description": self.description,
+                              "responses": {**self.responses,
+                                            **{code: ERRORS[code] for code in self.errors}}}
+        if self.body is not None:
+            op["requestBody"] = {"required": True, "content": {"application/json": {
+                "schema": self.body, "example": self.body_example}}}
+        if self.params:
+            op["parameters"] = list(self.params)
+        if self.public:
+            op["security"] = []
+        return op
+
+
+TAGS = [
+    {"name": "operations", "description": "Health, readiness, metrics and this document."},
+    {"name": "keys", "description": "API keys (admin)."},
+    {"name": "topics", "description": "The catalog of event topics."},
+    {"name": "hooks", "description": "Subscriptions: where events of which topics go."},
+    {"name": "events", "description": "Publishing and reading events."},
+    {"name": "deliveries", "description": "One event bound for one hook, and its attempts."},
+]
+
+OPERATIONS: list[Op] = [
+    Op("get", "/healthz", "getHealth", "operations", "The process is up.",
+       "Answers as long as the process serves HTTP; needs no key.",
+       {"200": ok(ref("Health"), "Up.", {"status": "ok"})}, errors=(), public=True),
+    Op("get", "/readyz", "getReadiness", "operations",
+       "The database answers and the delivery loop runs.",
+       "For load balancers and orchestrators: 503 while the gateway cannot do its work.",
+       {"200": ok(ref("Readiness"), "Ready.",
+                  {"status": "ok", "checks": {"database": "ok", "delivery_loop": "ok"}}),
+        "503": ok(ref("Readiness"), "Not ready.",
+                  {"status": "unavailable",
+                   "checks": {"database": "failing", "delivery_loop": "ok"}})},
+       errors=(), public=True),
+    Op("get", "/metrics", "getMetrics", "operations", "Prometheus metrics.",
+       "Prometheus text format. Needs an admin key unless `security.metrics_public` is set.",
+       {"200": {"description": "Prometheus text format.", "content": {"text/plain": {
+           "schema": {"type": "string"},
+           "example": "# TYPE gateway_build_info gauge\ngateway_build_info{version=\"0.1.0\"} "
+                      "1.0\n"}}}}),
+    Op("get", "/openapi.json", "getOpenApi", "operations", "This document.",
+       "The OpenAPI 3.1 description of the HTTP API and of the requests targets receive.",
+       {"200": ok({"type": "object"}, "OK", {"openapi": "3.1.0", "info": {
+           "title": "gateway", "version": __version__}})}, errors=(), public=True),
+
+    Op("post", "/v1/keys", "createKey", "keys", "Create an API key.",
+       "Admin only. The key is in the answer once and stored only as a hash. A subscriber key "
+       "for an account that does not exist creates the account.",
+       {"201": ok(ref("KeyCreated"), "Created.",
+                  {"id": KEY_ID, "key": "gw_toROD3qh4DBKoNTp6KgtxvDjE5sMNHTCztJeRYXwbK8",
+                   "role": "subscriber", "account": "acme"})},
+       body=ref("KeyCreate"), body_example={"role": "subscriber", "account": "acme"},
+       errors=BODY_ERRORS),
+    Op("get", "/v1/keys", "listKeys", "keys", "List API keys.",
+       "Admin only. Never shows the keys themselves, only their last four characters.",
+       {"200": ok(listing("Key"), "OK", {"data": [KEY_EXAMPLE]})}),
+    Op("delete", "/v1/keys/{id}", "revokeKey", "keys", "Revoke a key.",
+       "Admin only. Takes effect on the next request made with the key.",
+       {"204": empty("Revoked.")}, params=(path_param("id", KEY_ID, "The key's id."),),
+       errors=("401", "403", "404")),
+
+    Op("get", "/v1/topics", "listTopics", "topics", "The topic catalog.",
+       "Every topic events may be published to and hooks may subscribe to.",
+       {"200": ok(listing("Topic"), "OK", {"data": [TOPIC_EXAMPLE]})}, errors=("401",)),
+    Op("put", "/v1/topics/{name}", "putTopic", "topics", "Create or update a topic.",
+       "Admin only. Names are dotted lowercase words, e.g. `contact.created`.",
+       {"200": ok(ref("Topic"), "Updated.", TOPIC_EXAMPLE),
+        "201": ok(ref("Topic"), "Created.", TOPIC_EXAMPLE)},
+       body=ref("TopicPut"), body_example={"description": "A contact was created."},
+       params=(path_param("name", "contact.created", "The topic's name."),),
+       errors=BODY_ERRORS),
+
+    Op("post", "/v1/hooks", "createHook", "hooks", "Create a hook.",
+       "Unless `security.verify_intent` is off, the gateway first POSTs a handshake to "
+       "`target_url` (see the `handshake` webhook), which must echo `X-Hook-Secret`; otherwise "
+       "the answer is 422 saying what the target did. The secret is shown on create only.",
+       {"201": ok(ref("HookWithSecret"), "Created; `secret` shown once.",
+                  {**HOOK_EXAMPLE, "secret": SECRET})},
+       body=ref("HookCreate"), body_example=HOOK_CREATE_EXAMPLE, errors=BODY_ERRORS),
+    Op("get", "/v1/hooks", "listHooks", "hooks", "List hooks.",
+       "A subscriber sees its account's hooks; an admin every account's.",
+       {"200": ok(page("Hook"), "OK", {"data": [HOOK_EXAMPLE], "next_cursor": None})},
+       params=PAGE, errors=("401", "403", "422")),
+    Op("get", "/v1/hooks/{id}", "getHook", "hooks", "One hook.",
+       "Another account's hook answers 404, like a missing one.",
+       {"200": ok(ref("Hook"), "OK", HOOK_EXAMPLE)}, params=(HOOK,),
+       errors=("401", "403", "404")),
+    Op("patch", "/v1/hooks/{id}", "updateHook", "hooks", "Change a hook.",
+       "A new `target_url` is verified again. `status` pauses (deliveries wait) or resumes a "
+       "hook, also a disabled one, whose waiting deliveries are then retried.",
+       {"200": ok(ref("Hook"), "OK", {**HOOK_EXAMPLE, "status": "paused"})},
+       body=ref("HookPatch"), body_example={"status": "paused"}, params=(HOOK,),
+       errors=("400", "401", "403", "404", "413", "422")),
+    Op("delete", "/v1/hooks/{id}", "deleteHook", "hooks", "Delete a hook.",
+       "Its waiting deliveries are cancelled.", {"204": empty("Deleted.")}, params=(HOOK,),
+       errors=("401", "403", "404")),
+    Op("post", "/v1/hooks/{id}/rotate-secret", "rotateHookSecret", "hooks", "A new secret.",
+       "For 24 hours deliveries carry signatures with both the old and the new secret.",
+       {"200": ok(ref("Secret"), "OK", {"secret": SECRET})}, params=(HOOK,),
+       errors=("401", "403", "404")),
+    Op("get", "/v1/hooks/{id}/deliveries", "listHookDeliveries", "deliveries",
+       "A hook's deliveries, newest first.", "Filtered by `status` when given.",
+       {"200": ok(page("Delivery"), "OK", {"data": [DELIVERY_EXAMPLE], "next_cursor": None})},
+       params=(HOOK, *PAGE, query("status", {"enum": DELIVERY_STATUSES},
+                                  "Only deliveries with this status.", "failed")),
+       errors=("401", "403", "404", "422")),
+
+    Op("post", "/v1/events", "publishEvents", "events",
+       "Publish one event, or a JSON array of events atomically.",
+       "Publisher or admin. 202 once the event and its deliveries are stored durably. The same "
+       "idempotency key (body or header) for the same account within 24 hours returns the "
+       "first answer and stores nothing new. One bad event refuses a whole batch.",
+       {"202": ok({"oneOf": [ref("Published"), ref("PublishedBatch")]},
+                  "Stored durably with its deliveries.", {"id": EVENT_ID, "deliveries": 1})},
+       body={"oneOf": [ref("EventPublish"),
+                       {"type": "array", "items": ref("EventPublish"), "minItems": 1}]},
+       body_example=EVENT_PUBLISH_EXAMPLE,
+       params=({"name": "Idempotency-Key", "in": "header", "schema": {"type": "string"},
+                "description": "For a single event, in place of `idempotency_key`.",
+                "example": "crm-17-created"},),
+       errors=BODY_ERRORS),
+    Op("get", "/v1/events/{id}", "getEvent", "events", "One event with its delivery counts.",
+       "Subscribers see only their account's events.",
+       {"200": ok(ref("Event"), "OK", EVENT_EXAMPLE)},
+       params=(path_param("id", EVENT_ID, "The event's id."),), errors=("401", "404")),
+
+    Op("get", "/v1/deliveries/{id}", "getDelivery", "deliveries",
+       "One delivery with its attempt log.",
+       "Each attempt has the status code the target answered, or the error when it did not.",
+       {"200": ok(ref("DeliveryWithAttempts"), "OK",
+                  {**DELIVERY_EXAMPLE, "attempt_log": [ATTEMPT_EXAMPLE]})},
+       params=(path_param("id", DELIVERY_ID, "The delivery's id."),),
+       errors=("401", "403", "404")),
+    Op("post", "/v1/deliveries/{id}/retry", "retryDelivery", "deliveries",
+       "Try a delivery again now.", "A failed delivery becomes pending, due at once.",
+       {"202": ok(ref("Delivery"), "Queued.",
+                  {**DELIVERY_EXAMPLE, "status": "pending", "next_attempt_at": AT,
+                   "last_status_code": 500})},
+       params=(path_param("id", DELIVERY_ID, "The delivery's id."),),
+       errors=("401", "403", "404", "422")),
 ]
 
 
-def _page(item: str) -> dict[str, Any]:
-    return {"type": "object", "properties": {
-        "data": {"type": "array", "items": _ref(item)},
-        "next_cursor": {"type": ["string", "null"]}}}
+def _header(name: str, description: str, example: str) -> dict[str, Any]:
+    return {"name": name, "in": "header", "required": True, "description": description,
+            "schema": {"type": "string"}, "example": example}
 
 
-SCHEMAS: dict[str, Any] = {
-    "Problem": {"type": "object", "required": ["type", "title", "status", "detail"], "properties": {
-        "type": {"type": "string"}, "title": {"type": "string"}, "status": {"type": "integer"},
-        "detail": {"type": "string"},
-        "errors": {"type": "array", "items": {"type": "object", "properties": {
-            "field": {"type": "string"}, "message": {"type": "string"}}}}}},
-    "KeyCreate": {"type": "object", "required": ["role"], "additionalProperties": False,
-                  "properties": {"role": {"enum": ["admin", "publisher", "subscriber"]},
-                                 "account": {"type": "string"}}},
-    "KeyCreated": {"type": "object", "properties": {
-        "id": {"type": "string"}, "key": {"type": "string"}, "role": {"type": "string"},
-        "account": {"type": ["string", "null"]}}},
-    "Key": {"type": "object", "properties": {
-        "id": {"type": "string"}, "role": {"type": "string"},
-        "account": {"type": ["string", "null"]}, "created_at": {"type": "string"},
-        "revoked_at": {"type": ["string", "null"]}, "key_hint": {"type": "string"}}},
-    "Topic": {"type": "object", "properties": {"name": {"type": "string"},
-                                                "description": {"type": "string"}}},
-    "TopicPut": {"type": "object", "additionalProperties": False,
-                 "properties": {"description": {"type": "string", "maxLength": 1000}}},
-    "HookCreate": {"type": "object", "required": ["target_url"], "additionalProperties": False,
-                   "properties": {
-                       "target_url": {"type": "string", "format": "uri"},
-                       "topics": {"type": "array", "items": {"type": "string"}, "minItems": 1},
-                       "event": {"type": "string", "description": "One topic (Zapier)."},
-                       "payload": {"enum": ["full", "skinny"], "default": "full"},
-                       "ordered": {"type": "boolean", "default": False},
-                       "description": {"type": "string"},
-                       "headers": {"type": "object", "additionalProperties": {"type": "string"}},
-                       "account": {"type": "string", "description": "Required for admin keys."}}},
-    "HookPatch": {"type": "object", "additionalProperties": False, "properties": {
-        "target_url": {"type": "string", "format": "uri"},
-        "topics": {"type": "array", "items": {"type": "string"}},
-        "event": {"type": "string"},
-        "payload": {"enum": ["full", "skinny"]}, "ordered": {"type": "boolean"},
-        "description": {"type": "string"},
-        "headers": {"type": "object", "additionalProperties": {"type": "string"}},
-        "status": {"enum": ["active", "paused"]}}},
-    "Hook": {"type": "object", "properties": {
-        "id": {"type": "string"}, "account": {"type": "string"},
-        "target_url": {"type": "string"}, "topics": {"type": "array", "items": {"type": "string"}},
-        "payload": {"enum": ["full", "skinny"]}, "ordered": {"type": "boolean"},
-        "description": {"type": "string"},
-        "headers": {"type": "object", "additionalProperties": {"type": "string"}},
-        "status": {"enum": ["active", "paused", "disabled", "removed"]},
-        "created_at": {"type": "string"}, "updated_at": {"type": "string"},
-        "consecutive_failures": {"type": "integer"},
-        "secret": {"type": "string", "description": "Only on create."}}},
-    "Secret": {"type": "object", "properties": {"secret": {"type": "string"}}},
-    "EventPublish": {"type": "object", "required": ["topic", "account"],
-                     "additionalProperties": False, "properties": {
-                         "topic": {"type": "string"}, "account": {"type": "string"},
-                         "data": {}, "resource_url": {"type": "string", "format": "uri"},
-                         "idempotency_key": {"type": "string", "maxLength": 255}}},
-    "Published": {"type": "object", "properties": {"id": {"type": "string"},
-                                                    "deliveries": {"type": "integer"}}},
-    "Event": {"type": "object", "properties": {
-        "id": {"type": "string"}, "topic": {"type": "string"}, "account": {"type": "string"},
-        "sequence": {"type": "integer"}, "data": {},
-        "resource_url": {"type": ["string", "null"]}, "created_at": {"type": "string"},
-        "deliveries": {"type": "object", "properties": {
-            s: {"type": "integer"} for s in ("pending", "delivered", "failed", "cancelled")}}}},
-    "Delivery": {"type": "object", "properties": {
-        "id": {"type": "string"}, "event_id": {"type": "string"}, "hook_id": {"type": "string"},
-        "topic": {"type": "string"},
-        "status": {"enum": ["pending", "delivered", "failed", "cancelled"]},
-        "attempts": {"type": "integer"}, "next_attempt_at": {"type": ["string", "null"]},
-        "last_status_code": {"type": ["integer", "null"]}, "created_at": {"type": "string"},
-        "updated_at": {"type": "string"}}},
-    "Attempt": {"type": "object", "properties": {
-        "at": {"type": "string"}, "status_code": {"type": ["integer", "null"]},
-        "error": {"type": ["string", "null"]}, "duration_ms": {"type": "number"},
-        "response_excerpt": {"type": "string"}}},
-    "DeliveryWithAttempts": {"allOf": [_ref("Delivery"), {"type": "object", "properties": {
-        "attempt_log": {"type": "array", "items": _ref("Attempt")}}}]},
-    "WebhookBody": {"description": "What a target receives.", "type": "object", "properties": {
-        "id": {"type": "string"}, "type": {"type": "string"}, "timestamp": {"type": "string"},
-        "account": {"type": "string"}, "sequence": {"type": "integer"}, "data": {},
-        "resource_url": {"type": "string"}}},
+WEBHOOKS: dict[str, Any] = {
+    "delivery": {"post": {
+        "operationId": "receiveDelivery", "tags": ["webhooks"],
+        "summary": "An event, POSTed to the hook's target_url.",
+        "description": "Signed as the Standard Webhooks specification says, so its libraries "
+                       "verify it. Retried on the backoff schedule until a 2xx; answer 410 to "
+                       "unsubscribe.",
+        "parameters": [
+            _header("webhook-id", "The event's id: the same on every retry (deduplicate by it).",
+                    EVENT_ID),
+            _header("webhook-timestamp", "Unix seconds of this attempt.", "1796411283"),
+            _header("webhook-signature", "`v1,` + base64 HMAC-SHA256 of "
+                    "`<webhook-id>.<webhook-timestamp>.<body>` keyed by the decoded secret; "
+                    "space-separated, one per secret, while a rotation lasts.",
+                    "v1,K5oZfzN95Z9UVu1EsfQmfVNQhnkZ2pj9o9NDN/H/pI4="),
+        ],
+        "requestBody": {"required": True, "content": {"application/json": {
+            "schema": ref("WebhookBody"), "example": WEBHOOK_EXAMPLE}}},
+        "responses": {
+            "2XX": {"description": "Delivered."},
+            "410": {"description": "Gone: the hook becomes `removed`."},
+            "429": {"description": "Retried after `Retry-After` (capped by config)."},
+            "503": {"description": "Retried after `Retry-After` (capped by config)."},
+            "default": {"description": "Anything else is retried on the backoff schedule."},
+        },
+        "security": []}},
+    "handshake": {"post": {
+        "operationId": "receiveHandshake", "tags": ["webhooks"],
+        "summary": "Intent verification, before a hook is created or its target changed.",
+        "description": "The target must answer 2xx echoing the same X-Hook-Secret header "
+                       "within `security.handshake_timeout_seconds`.",
+        "parameters": [_header("X-Hook-Secret", "A random token to echo.",
+                               "c0ffee5d2a9b4e71a3f6d8c2b5e0a7f1")],
+        "requestBody": {"required": True, "content": {"application/json": {
+            "schema": ref("HookVerification"),
+            "example": {"type": "hook.verification", "hook_id": HOOK_ID}}}},
+        "responses": {"2XX": {
+            "description": "Accepted, when it echoes the header.",
+            "headers": {"X-Hook-Secret": {"required": True, "description": "The same token.",
+                                          "schema": {"type": "string"}}}}},
+        "security": []}},
 }
 
 
 @cache
 def openapi_document() -> dict[str, Any]:
-    hook_id = [_path_param("id")]
-    paths: dict[str, Any] = {
-        "/healthz": {"get": _op("The process is up.", {"200": _json({"type": "object"}, "Up.")},
-                                public=True, errors=())},
-        "/readyz": {"get": _op("The database answers and the delivery loop runs.", {
-            "200": _json({"type": "object"}, "Ready."),
-            "503": _json({"type": "object"}, "Not ready.")}, public=True, errors=())},
-        "/metrics": {"get": _op("Prometheus metrics (admin key unless metrics_public).", {
-            "200": {"description": "Prometheus text format.",
-                    "content": {"text/plain": {"schema": {"type": "string"}}}}})},
-        "/openapi.json": {"get": _op("This document.", {"200": _json({"type": "object"}, "OK")},
-                                     public=True, errors=())},
-        "/v1/keys": {
-            "post": _op("Create an API key (admin); the key is shown once.",
-                        {"201": _json(_ref("KeyCreated"), "Created.")}, body=_ref("KeyCreate"),
-                        errors=("400", "401", "403", "413", "422")),
-            "get": _op("List API keys (never the keys themselves).",
-                       {"200": _json({"type": "object", "properties": {
-                           "data": {"type": "array", "items": _ref("Key")}}}, "OK")}),
-        },
-        "/v1/keys/{id}": {"delete": _op("Revoke a key at once.", {"204": {"description": "Revoked."}},
-                                        params=[_path_param("id")],
-                                        errors=("401", "403", "404"))},
-        "/v1/topics": {"get": _op("The topic catalog.", {"200": _json({"type": "object", "properties": {
-            "data": {"type": "array", "items": _ref("Topic")}}}, "OK")}, errors=("401",))},
-        "/v1/topics/{name}": {"put": _op(
-            "Create or update a topic (admin).",
-            {"200": _json(_ref("Topic"), "Updated."), "201": _json(_ref("Topic"), "Created.")},
-            body=_ref("TopicPut"), params=[_path_param("name")],
-            errors=("400", "401", "403", "413", "422"))},
-        "/v1/hooks": {
-            "post": _op("Create a hook; the target must answer the X-Hook-Secret handshake.",
-                        {"201": _json(_ref("Hook"), "Created; `secret` shown once.")},
-                        body=_ref("HookCreate"), errors=("400", "401", "403", "413", "422")),
-            "get": _op("List hooks.", {"200": _json(_page("Hook"), "OK")}, params=PAGE,
-                       errors=("401", "403", "422")),
-        },
-        "/v1/hooks/{id}": {
-            "get": _op("One hook.", {"200": _json(_ref("Hook"), "OK")}, params=hook_id,
-                       errors=("401", "403", "404")),
-            "patch": _op("Change a hook; a new target_url is verified again.",
-                         {"200": _json(_ref("Hook"), "OK")}, body=_ref("HookPatch"),
-                         params=hook_id, errors=("400", "401", "403", "404", "413", "422")),
-            "delete": _op("Delete a hook; its waiting deliveries are cancelled.",
-                          {"204": {"description": "Deleted."}}, params=hook_id,
-                          errors=("401", "403", "404")),
-        },
-        "/v1/hooks/{id}/rotate-secret": {"post": _op(
-            "New secret; for 24 hours deliveries are signed with both.",
-            {"200": _json(_ref("Secret"), "OK")}, params=hook_id, errors=("401", "403", "404"))},
-        "/v1/hooks/{id}/deliveries": {"get": _op(
-            "A hook's deliveries, newest first.", {"200": _json(_page("Delivery"), "OK")},
-            params=[*hook_id, *PAGE, {"name": "status", "in": "query", "schema": {
-                "enum": ["pending", "delivered", "failed", "cancelled"]}}],
-            errors=("401", "403", "404", "422"))},
-        "/v1/events": {"post": _op(
-            "Publish one event, or a JSON array of events atomically.",
-            {"202": _json({"oneOf": [_ref("Published"), {"type": "object", "properties": {
-                "data": {"type": "array", "items": _ref("Published")}}}]},
-                "Stored durably with its deliveries.")},
-            body={"oneOf": [_ref("EventPublish"),
-                            {"type": "array", "items": _ref("EventPublish"), "minItems": 1}]},
-            params=[{"name": "Idempotency-Key", "in": "header", "schema": {"type": "string"}}],
-            errors=("400", "401", "403", "413", "422"))},
-        "/v1/events/{id}": {"get": _op("One event with its delivery counts.",
-                                       {"200": _json(_ref("Event"), "OK")},
-                                       params=[_path_param("id")], errors=("401", "404"))},
-        "/v1/deliveries/{id}": {"get": _op(
-            "One delivery with its attempt log.", {"200": _json(_ref("DeliveryWithAttempts"), "OK")},
-            params=[_path_param("id")], errors=("401", "403", "404"))},
-        "/v1/deliveries/{id}/retry": {"post": _op(
-            "Try a delivery again now.", {"202": _json(_ref("Delivery"), "Queued.")},
-            params=[_path_param("id")], errors=("401", "403", "404", "422"))},
-    }
+    paths: dict[str, dict[str, Any]] = {}
+    for op in OPERATIONS:
+        assert op.method not in paths.get(op.path, {}), (op.method, op.path)
+        # (Path parameters are declared on each Op; a path's {name} without one is a mistake.)
+        assert {p["name"] for p in op.params if p["in"] == "path"} == set(
+            re.findall(r"{(\w+)}", op.path)), op.path
+        paths.setdefault(op.path, {})[op.method] = op.document()
     return {
         "openapi": "3.1.0",
         "info": {"title": "gateway", "version": __version__,
-                 "description": "A self-hosted webhook gateway."},
+                 "description": "A self-hosted webhook gateway: REST Hooks subscriptions, "
+                                "signed durable deliveries.",
+                 "license": {"name": "MIT", "identifier": "MIT"}},
+        "tags": [*TAGS, {"name": "webhooks", "description": "What a hook's target receives."}],
         "paths": paths,
+        "webhooks": WEBHOOKS,
         "components": {
             "schemas": SCHEMAS,
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},

@@ -223,6 +223,11 @@ def _ends_in_number(host: str) -> bool:
     return _parse_ipv4_number(last) is not None
 
 
+# Appended to a refusal: the setting that would allow the target, so nobody has to search.
+PRIVATE_HINT = "; security.allow_private_targets = true allows it (for local testing only)"
+HTTP_HINT = "; security.allow_http_targets = true allows http"
+
+
 def _refused(address: IPAddress, policy: TargetPolicy) -> str | None:
     return None if policy.allow_private else address_refusal(address)
 
@@ -249,8 +254,10 @@ def check_url_syntax(url: str, policy: TargetPolicy) -> URL:
         raise TargetRefused("URL is not absolute")
     allowed = ("http", "https") if policy.allow_http else ("https",)
     if scheme not in allowed:
-        only = "http and https only" if policy.allow_http else "https only"
-        raise TargetRefused(f"scheme {scheme} is not allowed ({only})")
+        if policy.allow_http:
+            raise TargetRefused(f"scheme {scheme} is not allowed (http and https only)")
+        hint = HTTP_HINT if scheme == "http" else ""
+        raise TargetRefused(f"scheme {scheme} is not allowed (https only{hint})")
     host = parsed.raw_host
     if not host:
         raise TargetRefused("URL has no host")
@@ -276,7 +283,7 @@ def check_url_syntax(url: str, policy: TargetPolicy) -> URL:
     reason = _refused(address, policy)
     if reason is not None:
         written = "" if host == str(address) else f" (written {host})"
-        raise TargetRefused(f"address {address}{written} is {reason}")
+        raise TargetRefused(f"address {address}{written} is {reason}{PRIVATE_HINT}")
     if isinstance(address, ipaddress.IPv4Address) and host != str(address):
         # aiohttp refuses legacy IPv4 spellings at connect time (InvalidUrlClientError), so a hook
         # stored with one would never deliver; say so while the user is still looking.
@@ -294,7 +301,7 @@ def _judge_resolved(host: str, address: str, policy: TargetPolicy) -> None:
         raise TargetRefused(f"host {host} resolved to an unparseable address") from exc
     reason = address_refusal(ip)
     if reason is not None:
-        raise TargetRefused(f"address {ip} (from {host}) is {reason}")
+        raise TargetRefused(f"address {ip} (from {host}) is {reason}{PRIVATE_HINT}")
 
 
 async def check_target(url: str, policy: TargetPolicy) -> list[str]:

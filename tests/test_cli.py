@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import json
 import os
 import re
 import sqlite3
@@ -14,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Gateway
+from gateway import __version__, cli
+from tests.conftest import Gateway, Receiver
 
 KEY_LINE = re.compile(r"^gw_[A-Za-z0-9_-]{43}$")
 
@@ -38,11 +41,12 @@ def config_file(tmp_path: Path) -> Path:
     return path
 
 
-async def gateway_cli(*args: str) -> Result:
+async def gateway_cli(*args: str, cwd: Path | None = None,
+                      env: dict[str, str] | None = None) -> Result:
     """Run `python -m gateway ARGS` without blocking the event loop a test app is serving on."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "gateway", *args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        env=cli_env())
+        env={**cli_env(), **(env or {})}, cwd=cwd)
     try:
         out, err = await asyncio.wait_for(proc.communicate(), 20)
     except TimeoutError:
@@ -194,3 +198,229 @@ async def test_keys_commands_refuse_a_bad_config(tmp_path: Path) -> None:
     assert res.returncode != 0
     assert "database.paht" in res.stderr
     assert res.stdout == ""
+
+
+# -- which database, and where the options go ---------------------------------------------------
+
+
+async def test_a_relative_database_path_is_next_to_the_config_file(tmp_path: Path) -> None:
+    """Run from another folder, a command opens the database the config file names relative to
+    itself, and says so on stderr."""
+    conf, elsewhere = tmp_path / "conf", tmp_path / "elsewhere"
+    conf.mkdir()
+    elsewhere.mkdir()
+    (conf / "demo.toml").write_text('[database]\npath = "demo.db"\n')
+    res = await gateway_cli("keys", "create", "--role", "admin", "--config", "../conf/demo.toml",
+                            cwd=elsewhere)
+    assert res.returncode == 0, res.stderr
+    assert res.stderr.splitlines() == [f"database: {conf / 'demo.db'} (new file)"]
+    assert KEY_LINE.match(res.stdout.strip())
+    assert (conf / "demo.db").exists()
+    assert list(elsewhere.iterdir()) == []
+    # From the config's own folder, through GATEWAY_CONFIG: the same database, the same key.
+    res = await gateway_cli("keys", "list", cwd=conf, env={"GATEWAY_CONFIG": "demo.toml"})
+    assert res.returncode == 0, res.stderr
+    assert res.stderr.splitlines() == [f"database: {conf / 'demo.db'}"]
+    assert len(res.stdout.splitlines()) == 2
+
+
+async def test_without_a_config_file_the_database_is_in_the_working_directory(
+        tmp_path: Path) -> None:
+    res = await gateway_cli("keys", "list", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert res.stderr.splitlines() == [f"database: {tmp_path / 'gateway.db'} (new file)"]
+
+
+@pytest.mark.parametrize("where", ["first", "after the group", "last"])
+async def test_config_is_accepted_anywhere_on_the_line(config_file: Path, tmp_path: Path,
+                                                       where: str) -> None:
+    key = await create_key(config_file, "--role", "admin")
+    args = {"first": ["--config", str(config_file), "keys", "list"],
+            "after the group": ["keys", "--config", str(config_file), "list"],
+            "last": ["keys", "list", "--config", str(config_file)]}[where]
+    res = await gateway_cli(*args, cwd=tmp_path / "..")
+    assert res.returncode == 0, res.stderr
+    assert f"database: {tmp_path / 'gateway.db'}" in res.stderr
+    assert len(res.stdout.splitlines()) == 2
+    assert key not in res.stdout
+
+
+async def test_an_unknown_gateway_variable_stops_every_command(config_file: Path) -> None:
+    res = await gateway_cli("keys", "list", "--config", str(config_file),
+                            env={"GATEWAY_SERVER_PROT": "9000"})
+    assert res.returncode == 1
+    assert "GATEWAY_SERVER_PROT" in res.stderr and "GATEWAY_SERVER_PORT" in res.stderr
+    assert res.stdout == ""
+    # (Refused before the database is opened: nothing was made.)
+    assert not (config_file.parent / "gateway.db").exists()
+
+
+async def test_version() -> None:
+    res = await gateway_cli("--version")
+    assert res.returncode == 0
+    assert res.stdout.strip() == f"gateway {__version__}"
+
+
+@pytest.mark.parametrize("args", [(), ("keys",), ("hooks",), ("deliveries",), ("events",)])
+async def test_a_group_without_an_action_shows_its_help(args: tuple[str, ...]) -> None:
+    res = await gateway_cli(*args)
+    assert res.returncode == 2
+    assert res.stdout == ""
+    assert res.stderr.startswith("usage: gateway")
+    assert "name a" in res.stderr
+    assert "required:" not in res.stderr and "_command" not in res.stderr
+    actions = {(): ["serve", "check-config", "keys", "hooks", "deliveries", "events"],
+               ("keys",): ["create", "list", "revoke"]}.get(args, ["list"])
+    for action in actions:
+        assert f"    {action}" in res.stderr, action
+
+
+def test_every_option_has_help() -> None:
+    parser, _ = cli._parser()
+    seen: set[str] = set()
+
+    def walk(p: argparse.ArgumentParser) -> None:
+        for action in p._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    seen.add(name)
+                    walk(sub)
+            elif not isinstance(action, argparse._HelpAction):
+                assert action.help, (p.prog, action.dest)
+        assert p.description or p.prog == "gateway", p.prog
+
+    walk(parser)
+    assert {"serve", "check-config", "keys", "create", "hooks", "deliveries", "events",
+            "list"} <= seen
+    res = subprocess.run([sys.executable, "-m", "gateway", "keys", "create", "--help"],
+                         capture_output=True, text=True, env=cli_env(), timeout=30, check=False)
+    assert "--role" in res.stdout and "subscriber: the hooks of one account" in res.stdout
+
+
+# -- inspection: hooks and deliveries -----------------------------------------------------------
+
+
+def table_rows(text: str) -> tuple[list[str], list[list[str]]]:
+    """A table's header and rows split into cells (cells hold no blanks here)."""
+    lines = text.splitlines()
+    assert lines, text
+    assert all(ln == ln.rstrip() for ln in lines), "trailing blanks"
+    return lines[0].split(), [ln.split() for ln in lines[1:]]
+
+
+async def test_hooks_list_as_a_table_and_as_json(
+        config_file: Path, start_gateway: Callable[..., Awaitable[Gateway]],
+        receiver: Receiver) -> None:
+    gw = await start_gateway()
+    first = await gw.hook(receiver)
+    second = await gw.hook(receiver, topics=["contact.*", "billing.tier_changed"])
+    status, _, _ = await gw.call("PATCH", f"/v1/hooks/{second['id']}", gw.subscriber,
+                                 json={"status": "paused"})
+    assert status == 200
+    theirs = await gw.hook(receiver, key=gw.other)
+    res = await gateway_cli("hooks", "list", "--config", str(config_file))
+    assert res.returncode == 0, res.stderr
+    assert res.stderr.splitlines() == [f"database: {config_file.parent / 'gateway.db'}"]
+    header, rows = table_rows(res.stdout)
+    assert header == ["ID", "ACCOUNT", "STATUS", "FAILURES", "TOPICS", "TARGET_URL"]
+    assert sorted(rows) == sorted([
+        [first["id"], "acme", "active", "0", "contact.created", first["target_url"]],
+        [second["id"], "acme", "paused", "0", "contact.*,billing.tier_changed", second["target_url"]],
+        [theirs["id"], "globex", "active", "0", "contact.created", theirs["target_url"]]])
+    # Columns line up: each starts where its header does.
+    lines = res.stdout.splitlines()
+    at = lines[0].index("TARGET_URL")
+    assert all(ln[at:] == ln[at:].lstrip() and ln[at - 1] == " " for ln in lines[1:])
+
+    res = await gateway_cli("hooks", "list", "--status", "paused", "--json",
+                            "--config", str(config_file))
+    assert res.returncode == 0, res.stderr
+    listed = json.loads(res.stdout)
+    assert [h["id"] for h in listed] == [second["id"]]
+    assert listed[0]["topics"] == ["contact.*", "billing.tier_changed"]
+    assert "secret" not in listed[0]
+    assert second["secret"] not in res.stdout
+
+    res = await gateway_cli("hooks", "list", "--account", "globex", "--config", str(config_file))
+    assert [r[0] for r in table_rows(res.stdout)[1]] == [theirs["id"]]
+    res = await gateway_cli("hooks", "list", "--account", "nobody", "--config", str(config_file))
+    assert res.returncode == 0
+    assert table_rows(res.stdout)[1] == []
+    assert "no hooks" in res.stderr
+    res = await gateway_cli("hooks", "list", "--limit", "1", "--config", str(config_file))
+    assert len(table_rows(res.stdout)[1]) == 1
+    assert "--limit" in res.stderr
+    res = await gateway_cli("hooks", "list", "--status", "sleeping", "--config", str(config_file))
+    assert res.returncode == 2
+    assert "--status" in res.stderr and "paused" in res.stderr
+
+
+async def test_deliveries_list_of_a_hook(
+        config_file: Path, start_gateway: Callable[..., Awaitable[Gateway]],
+        receiver: Receiver) -> None:
+    gw = await start_gateway(run_delivery_loop=False)
+    hook = await gw.hook(receiver)
+    events = [await gw.publish(data={"n": i}) for i in range(3)]
+    await gw.engine.run_until_idle()
+    late = await gw.publish()
+    res = await gateway_cli("deliveries", "list", "--hook", hook["id"], "--config",
+                            str(config_file))
+    assert res.returncode == 0, res.stderr
+    header, rows = table_rows(res.stdout)
+    assert header == ["ID", "EVENT", "TOPIC", "STATUS", "ATTEMPTS", "LAST_CODE", "NEXT_ATTEMPT",
+                      "CREATED"]
+    # Newest first: the pending one, then the three delivered.
+    assert [r[1] for r in rows] == [late["id"], *[e["id"] for e in reversed(events)]]
+    assert [(r[3], r[4], r[5]) for r in rows] == [("pending", "0", "-")] + [
+        ("delivered", "1", "204")] * 3
+    assert rows[0][6] != "-" and all(r[6] == "-" for r in rows[1:])
+
+    res = await gateway_cli("deliveries", "list", "--hook", hook["id"], "--status", "pending",
+                            "--json", "--config", str(config_file))
+    assert res.returncode == 0, res.stderr
+    [pending] = json.loads(res.stdout)
+    status, api, _ = await gw.call("GET", f"/v1/deliveries/{pending['id']}", gw.admin)
+    assert status == 200
+    assert pending == {k: v for k, v in api.items() if k != "attempt_log"}
+
+    res = await gateway_cli("deliveries", "list", "--hook", "hook_nope", "--config",
+                            str(config_file))
+    assert res.returncode == 1
+    assert "no hook with id hook_nope" in res.stderr
+    assert res.stdout == ""
+    res = await gateway_cli("deliveries", "list", "--config", str(config_file))
+    assert res.returncode == 2
+    assert "--hook" in res.stderr
+
+
+async def test_events_list(config_file: Path,
+                           start_gateway: Callable[..., Awaitable[Gateway]]) -> None:
+    gw = await start_gateway(run_delivery_loop=False)
+    first = await gw.publish(data={"n": 1})
+    other = await gw.publish(topic="billing.tier_changed", account="globex", data={"n": 2})
+    last = await gw.publish(data={"n": 3})
+    res = await gateway_cli("events", "list", "--config", str(config_file))
+    assert res.returncode == 0, res.stderr
+    header, rows = table_rows(res.stdout)
+    assert header == ["ID", "ACCOUNT", "TOPIC", "SEQUENCE", "CREATED"]
+    # Newest first; the sequence counts per account.
+    assert [r[:4] for r in rows] == [[last["id"], "acme", "contact.created", "2"],
+                                     [other["id"], "globex", "billing.tier_changed", "1"],
+                                     [first["id"], "acme", "contact.created", "1"]]
+    res = await gateway_cli("events", "list", "--account", "acme", "--json",
+                            "--config", str(config_file))
+    assert res.returncode == 0, res.stderr
+    listed = json.loads(res.stdout)
+    assert [e["id"] for e in listed] == [last["id"], first["id"]]
+    status, api, _ = await gw.call("GET", f"/v1/events/{first['id']}", gw.admin)
+    assert status == 200
+    assert listed[1] == {k: v for k, v in api.items() if k != "deliveries"}
+    res = await gateway_cli("events", "list", "--topic", "billing.tier_changed",
+                            "--config", str(config_file))
+    assert [r[0] for r in table_rows(res.stdout)[1]] == [other["id"]]
+    res = await gateway_cli("events", "list", "--limit", "2", "--config", str(config_file))
+    assert [r[0] for r in table_rows(res.stdout)[1]] == [last["id"], other["id"]]
+    assert "showing the first 2 events; --limit N shows more" in res.stderr
+    res = await gateway_cli("events", "list", "--limit", "0", "--config", str(config_file))
+    assert res.returncode == 2
+    assert "--limit" in res.stderr and "at least 1" in res.stderr

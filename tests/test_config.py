@@ -11,11 +11,13 @@ from pathlib import Path
 import pytest
 
 from gateway.config import (
+    SECTIONS,
     Config,
     DeliveryConfig,
     SecurityConfig,
     ServerConfig,
     TopicConfig,
+    env_names,
     load_config,
 )
 from gateway.errors import ConfigError
@@ -262,12 +264,16 @@ def test_gateway_config_names_the_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_config(None, env={"GATEWAY_CONFIG": str(tmp_path / "missing.toml")})
     assert "missing.toml" in info.value.message
+    assert "GATEWAY_CONFIG" in info.value.message
 
 
 def test_example_config_documents_the_defaults() -> None:
     if not EXAMPLE.exists():
         pytest.skip("config.example.toml is not written yet (another engineer owns it)")
     cfg = load_config(EXAMPLE, env={})
+    # (Its relative database.path is made absolute against the file's folder.)
+    assert cfg.database.path == str(EXAMPLE.parent / Config().database.path)
+    cfg = dataclasses.replace(cfg, database=Config().database)
     assert dataclasses.replace(cfg, topics=()) == Config()
     text = EXAMPLE.read_text()
     for section, cls in [("server", ServerConfig), ("delivery", DeliveryConfig),
@@ -322,3 +328,84 @@ def test_serve_refuses_to_start_on_a_bad_config(tmp_path: Path) -> None:
     assert res.returncode != 0
     assert "server.port" in res.stderr
     assert not (tmp_path / "gateway.db").exists()
+
+
+def test_a_relative_database_path_is_relative_to_the_config_file(tmp_path: Path) -> None:
+    folder = tmp_path / "etc"
+    folder.mkdir()
+    path = write(folder, '[database]\npath = "data/hooks.db"\n')
+    assert load_config(path, env={}).database.path == str(folder / "data" / "hooks.db")
+    # Named by GATEWAY_CONFIG, or by a relative path: the same file, the same database.
+    cfg = load_config(None, env={"GATEWAY_CONFIG": str(path)})
+    assert cfg.database.path == str(folder / "data" / "hooks.db")
+    cwd = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        assert load_config("etc/gateway.toml", env={}).database.path == str(
+            folder / "data" / "hooks.db")
+    finally:
+        os.chdir(cwd)
+    # A file that does not name one: the default file, next to it.
+    other = write(folder, "[server]\nport = 9000\n", "other.toml")
+    assert load_config(other, env={}).database.path == str(folder / "gateway.db")
+
+
+def test_an_absolute_database_path_and_the_env_are_kept_as_written(tmp_path: Path) -> None:
+    path = write(tmp_path, f'[database]\npath = "{tmp_path / "abs.db"}"\n')
+    assert load_config(path, env={}).database.path == str(tmp_path / "abs.db")
+    # An environment variable has no file to be relative to: the working directory, as without
+    # a config file.
+    cfg = load_config(path, env={"GATEWAY_DATABASE_PATH": "rel.db"})
+    assert cfg.database.path == "rel.db"
+    assert load_config(None, env={}).database.path == "gateway.db"
+
+
+@pytest.mark.parametrize(("name", "suggestion"), [
+    ("GATEWAY_SERVER_PROT", "GATEWAY_SERVER_PORT"),
+    ("GATEWAY_DELIVERY_TIMEOUT", "GATEWAY_DELIVERY_TIMEOUT_SECONDS"),
+    ("GATEWAY_SECURITY_ALLOW_PRIVATE_TARGET", "GATEWAY_SECURITY_ALLOW_PRIVATE_TARGETS"),
+    ("GATEWAY_CONFIGG", "GATEWAY_CONFIG"),
+    ("GATEWAY_PORT", None),
+])
+def test_an_unknown_gateway_variable_is_refused(name: str, suggestion: str | None) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(None, env={name: "9000"})
+    assert info.value.key == name
+    assert "unknown environment variable" in info.value.message
+    if suggestion is not None:
+        assert f"did you mean {suggestion}?" in info.value.message
+    else:
+        assert "GATEWAY_<SECTION>_<KEY>" in info.value.message
+
+
+def test_the_variables_the_gateway_reads_are_allowed(tmp_path: Path) -> None:
+    path = write(tmp_path, "[server]\nport = 9000\n")
+    env = {"GATEWAY_CONFIG": str(path), "GATEWAY_LOG_LEVEL": "debug", "OTHER_PROT": "1",
+           "XGATEWAY_SERVER_PROT": "1"}
+    cfg = load_config(None, env=env)
+    assert (cfg.server.port, cfg.log.level) == (9000, "debug")
+    # Every key of every section has its variable.
+    for name, cls in SECTIONS.items():
+        for f in dataclasses.fields(cls):
+            assert f"GATEWAY_{name.upper()}_{f.name.upper()}" in env_names()
+
+
+def test_check_config_names_the_file_it_read(tmp_path: Path) -> None:
+    good = write(tmp_path, "[server]\nport = 9000\n")
+    res = run_cli("check-config", env={"GATEWAY_CONFIG": str(good)}, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.splitlines() == [f"config OK: {good} (named by GATEWAY_CONFIG)",
+                                       f"database: {tmp_path / 'gateway.db'}"]
+    res = run_cli("check-config", "--config", "gateway.toml", cwd=tmp_path)
+    assert res.stdout.splitlines()[0] == f"config OK: {good}"
+    res = run_cli("check-config", cwd=tmp_path)
+    assert "no config file" in res.stdout
+
+
+def test_check_config_refuses_a_misspelt_variable(tmp_path: Path) -> None:
+    good = write(tmp_path, "[server]\nport = 9000\n")
+    res = run_cli("check-config", "--config", str(good), env={"GATEWAY_SERVER_PROT": "9001"})
+    assert res.returncode == 1
+    assert res.stdout == ""
+    assert "GATEWAY_SERVER_PROT" in res.stderr and "GATEWAY_SERVER_PORT" in res.stderr
+    assert "Traceback" not in res.stderr

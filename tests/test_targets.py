@@ -229,7 +229,8 @@ def test_https_allowed_and_returns_parsed_url() -> None:
 
 
 def test_http_refused_unless_allowed() -> None:
-    with pytest.raises(TargetRefused, match=r"^scheme http is not allowed \(https only\)$"):
+    with pytest.raises(TargetRefused, match=r"^scheme http is not allowed \(https only; "
+                       r"security\.allow_http_targets = true allows http\)$"):
         check_url_syntax("http://hooks.example.com/", STRICT)
     assert check_url_syntax("http://hooks.example.com/", HTTP_OK).scheme == "http"
 

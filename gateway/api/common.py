@@ -71,7 +71,9 @@ async def read_json(request: web.Request) -> Any:
             # Valid JSON that our store cannot keep exactly: a rule broken, not bad syntax.
             raise Unprocessable.field("body", "numbers must fit in 64 bits; send larger ones "
                                       "as strings") from None
-        raise BadRequest(f"request body is not valid JSON: {exc}") from None
+        # The parser's own words ("unexpected character") help nobody; where it broke does.
+        raise BadRequest(f"request body is not valid JSON: it goes wrong at line {exc.lineno}, "
+                         f"column {exc.colno}") from None
 
 
 def expect_object(body: Any, allowed: set[str], where: str = "") -> dict[str, Any]:

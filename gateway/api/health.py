@@ -39,7 +39,12 @@ async def metrics(request: web.Request) -> web.Response:
     if not request.app[CONFIG].security.metrics_public:
         principal(request).require(Role.ADMIN)
     m = request.app[METRICS]
-    m.backlog.set(await request.app[STORAGE].due_backlog(request.app[CLOCK].now()))
+    storage, now = request.app[STORAGE], request.app[CLOCK].now()
+    m.backlog.set(await storage.due_backlog(now))
+    if m.state.stale(now):
+        m.state.hooks_by_status = await storage.hook_counts()
+        m.state.pending = await storage.pending_count()
+        m.state.counted_at = now
     return web.Response(body=m.render(), headers={"Content-Type": "text/plain; version=0.0.4"})
 
 

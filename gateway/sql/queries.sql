@@ -294,6 +294,15 @@ AND next_attempt_at > ?;
 SELECT COUNT(*) FROM deliveries WHERE status = 'pending' AND held = 0 AND claimed = 0
 AND next_attempt_at <= ?;
 
+-- name: hooks_by_status
+-- For the metrics: hooks (not deleted) by status.
+SELECT status, COUNT(*) FROM hooks WHERE deleted_at IS NULL GROUP BY status;
+
+-- name: pending_count
+-- For the metrics: every pending delivery, due or not (the deliveries_pending_by_hook index
+-- holds exactly these rows).
+SELECT COUNT(*) FROM deliveries WHERE status = 'pending';
+
 -- name: attempt_insert
 -- Rows of (delivery_id, at, status_code, error, duration_ms, response_excerpt), many per
 -- statement (see execute_rows in storage/connector.py).

@@ -25,9 +25,10 @@ A backend implements backend.Backend:
     lifecycle  open, close, schema_version, ping
     keys       create_key, list_keys, revoke_key, cached_key, fetch_key, key_by_hash
     topics     put_topics, list_topics, known_topics, topic_names
-    hooks      create_hook, get_hook, list_hooks, update_hook, delete_hook, rotate_secret
+    hooks      create_hook, get_hook, list_hooks, update_hook, delete_hook, rotate_secret,
+               hook_counts
     events     publish, get_event, list_events, purge_idempotency
-    deliveries get_delivery, list_deliveries, retry_delivery
+    deliveries get_delivery, list_deliveries, retry_delivery, pending_count
     claims     reset_claims, release_claims, claim_due, next_due_at, due_backlog,
                record_attempts
     retention  prune

@@ -29,6 +29,11 @@ class DeliveryStore:
         items = [rows.delivery(r) for r in found[:limit]]
         return items, (items[-1].id if len(found) > limit else None)
 
+    async def pending_count(self) -> int:
+        """Deliveries still pending, due or not, for the metrics."""
+        found = await self._db.read(Q["pending_count"])
+        return int(found[0][0])
+
     async def retry_delivery(self, delivery_id: str, now: float) -> Delivery | None:
         def tx(c: sqlite3.Connection) -> Delivery | None:
             c.execute(Q["delivery_retry"], (now, now, delivery_id))

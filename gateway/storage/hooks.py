@@ -132,6 +132,10 @@ class HookStore:
         hooks = [rows.hook(r) for r in found[:limit]]
         return hooks, (hooks[-1].id if len(found) > limit else None)
 
+    async def hook_counts(self) -> dict[str, int]:
+        """Hooks by status (deleted ones left out), for the metrics."""
+        return {r[0]: int(r[1]) for r in await self._db.read(Q["hooks_by_status"])}
+
     async def update_hook(self, hook_id: str, changes: dict[str, Any], now: float) -> Hook | None:
         """Apply validated changes. A status change moves the hook's waiting deliveries with it."""
         def col(name: str) -> Any:

@@ -54,6 +54,7 @@ class Storage:
         self.update_hook = hooks.update_hook
         self.delete_hook = hooks.delete_hook
         self.rotate_secret = hooks.rotate_secret
+        self.hook_counts = hooks.hook_counts
 
         self.publish = events.publish
         self.get_event = events.get_event
@@ -63,6 +64,7 @@ class Storage:
         self.get_delivery = deliveries.get_delivery
         self.list_deliveries = deliveries.list_deliveries
         self.retry_delivery = deliveries.retry_delivery
+        self.pending_count = deliveries.pending_count
 
         self.reset_claims = claims.reset_claims
         self.release_claims = claims.release_claims

@@ -67,6 +67,14 @@ SELECT * FROM hooks WHERE deleted_at IS NULL AND id > $1 ORDER BY id LIMIT $2;
 -- name: hook_list_account
 SELECT * FROM hooks WHERE deleted_at IS NULL AND account = $1 AND id > $2 ORDER BY id LIMIT $3;
 
+-- name: hooks_by_status
+-- For the metrics: hooks by status, deleted ones left out.
+SELECT status, COUNT(*) FROM hooks WHERE deleted_at IS NULL GROUP BY status;
+
+-- name: pending_count
+-- For the metrics: every pending delivery, due or not.
+SELECT COUNT(*) FROM deliveries WHERE status = 'pending';
+
 -- name: hook_index_account
 -- What publishing needs to fan an event out: every hook of the account that can still receive.
 SELECT id, topics, status, host FROM hooks

@@ -63,6 +63,7 @@ class PgStorage:
         self.update_hook = hooks.update_hook
         self.delete_hook = hooks.delete_hook
         self.rotate_secret = hooks.rotate_secret
+        self.hook_counts = hooks.hook_counts
 
         self.publish = events.publish
         self.get_event = events.get_event
@@ -72,6 +73,7 @@ class PgStorage:
         self.get_delivery = deliveries.get_delivery
         self.list_deliveries = deliveries.list_deliveries
         self.retry_delivery = deliveries.retry_delivery
+        self.pending_count = deliveries.pending_count
         self.reset_claims = deliveries.reset_claims
         self.release_claims = deliveries.release_claims
         self.claim_due = deliveries.claim_due

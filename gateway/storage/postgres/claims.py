@@ -61,6 +61,10 @@ class DeliveryStore:
         items = [_delivery(r) for r in rows[:limit]]
         return items, (items[-1].id if len(rows) > limit else None)
 
+    async def pending_count(self) -> int:
+        """Deliveries still pending, due or not, for the metrics."""
+        return int(await self._db.fetchval("pending_count"))
+
     async def retry_delivery(self, delivery_id: str, now: float) -> Delivery | None:
         async with self._db.tx() as c:
             await c.execute(Q["delivery_retry"], now, now, delivery_id)

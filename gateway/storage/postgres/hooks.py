@@ -50,6 +50,10 @@ class HookStore:
         hooks = [_hook(r) for r in rows[:limit]]
         return hooks, (hooks[-1].id if len(rows) > limit else None)
 
+    async def hook_counts(self) -> dict[str, int]:
+        """Hooks by status (deleted ones left out), for the metrics."""
+        return {r[0]: int(r[1]) for r in await self._db.fetch("hooks_by_status")}
+
     async def update_hook(self, hook_id: str, changes: dict[str, Any], now: float) -> Hook | None:
         sets: list[str] = []
         params: list[Any] = []
