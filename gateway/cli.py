@@ -53,6 +53,9 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
                                  "the file read")
     command(sub, "migrate", "bring the database's schema up to date (gateway serve does it too "
                             "when it starts); prints the schema version")
+    copy = command(sub, "copy-sqlite", "copy a SQLite database (the gateway stopped) into the "
+                                       "empty PostgreSQL database of database.url")
+    copy.add_argument("sqlite_path", metavar="SQLITE_FILE", help="the SQLite file to copy from")
 
     keys = groups["keys"] = command(sub, "keys", "manage API keys")
     keys_sub = keys.add_subparsers(dest="action", metavar="ACTION", title="actions")
@@ -244,6 +247,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             # Absolute, so that the "started" log line says which file it is.
             serve(with_overrides(cfg, database={"path": os.path.abspath(cfg.database.path)}))
+            return 0
+        if args.command == "copy-sqlite":
+            if not cfg.database.url:
+                raise GatewayError("copy-sqlite copies into PostgreSQL: set database.url")
+            from gateway.storage.postgres.copy import copy_sqlite
+
+            _announce(cfg)
+            copied = asyncio.run(copy_sqlite(args.sqlite_path, cfg.database.url))
+            print(" ".join(f"{table}={n}" for table, n in copied.items()))
             return 0
         if args.command == "migrate":
             _announce(cfg)

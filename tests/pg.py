@@ -52,6 +52,7 @@ class Cluster:
     root: Path
     port: int
     as_user: str | None  # run server commands as this user (we are root)
+    durable: bool = False  # fsync and synchronous commits as a real server has them (bench/)
 
     @property
     def data(self) -> Path:
@@ -74,11 +75,11 @@ class Cluster:
                  "--no-sync", "--no-instructions")
         # A test cluster: speed over durability (the data is thrown away), and enough
         # connections for three gateway processes' pools side by side.
+        fast = "" if self.durable else "fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n"
         with open(self.data / "postgresql.conf", "a") as f:
             f.write(f"port = {self.port}\nlisten_addresses = '127.0.0.1'\n"
-                    f"unix_socket_directories = '{self.root}'\nfsync = off\n"
-                    "synchronous_commit = off\nfull_page_writes = off\nmax_connections = 200\n"
-                    "shared_buffers = 64MB\n")
+                    f"unix_socket_directories = '{self.root}'\n{fast}max_connections = 200\n"
+                    "shared_buffers = 128MB\n")
         self.run("pg_ctl", "-D", str(self.data), "-l", str(self.root / "server.log"),
                  "-w", "-t", "60", "start")
 
@@ -88,7 +89,7 @@ class Cluster:
 
 
 @contextlib.contextmanager
-def cluster() -> Iterator[Cluster]:
+def cluster(durable: bool = False) -> Iterator[Cluster]:
     pg_bin = server_bin()
     if pg_bin is None:
         raise FileNotFoundError(NO_SERVER)
@@ -101,7 +102,7 @@ def cluster() -> Iterator[Cluster]:
         except KeyError:
             raise RuntimeError("running as root and no `postgres` user to run the server") from None
         os.chown(root, pw.pw_uid, pw.pw_gid)
-    c = Cluster(pg_bin, root, _free_port(), as_user)
+    c = Cluster(pg_bin, root, _free_port(), as_user, durable)
     try:
         c.start()
         yield c
