@@ -15,6 +15,16 @@ ON CONFLICT (name) DO NOTHING;
 SELECT name, last_sequence, hooks_version FROM accounts
 WHERE name = ANY($1::text[]) ORDER BY name FOR UPDATE;
 
+-- name: accounts_take
+-- Publishing without idempotency keys, where each account's count of new events is known up
+-- front: its counter row created or locked (the upsert locks it until the commit, in name
+-- order) and moved on by that count in one statement. Columns (name, count) as arrays; the
+-- answer is each account's last sequence after the batch, and its hooks_version.
+INSERT INTO accounts (name, created_at, last_sequence)
+SELECT u.name, $3, u.n FROM unnest($1::text[], $2::bigint[]) AS u(name, n) ORDER BY u.name
+ON CONFLICT (name) DO UPDATE SET last_sequence = accounts.last_sequence + excluded.last_sequence
+RETURNING name, last_sequence, hooks_version;
+
 -- name: accounts_set_sequence
 UPDATE accounts a SET last_sequence = u.seq
 FROM unnest($1::text[], $2::bigint[]) AS u(name, seq) WHERE a.name = u.name;
@@ -133,6 +143,25 @@ INSERT INTO events (id, account, topic, sequence, data, resource_url, created_at
 SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bytea[], $6::text[],
                      $7::float8[]);
 
+-- name: publish_rows
+-- A publish's events and deliveries in one statement (event_insert's and delivery_insert's
+-- columns, $1-$7 and $8-$16), and the wake-up for the other processes when $17 is not null:
+-- one round trip where three were.
+WITH ev AS (
+    INSERT INTO events (id, account, topic, sequence, data, resource_url, created_at)
+    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bytea[],
+                         $6::text[], $7::float8[])
+), dl AS (
+    INSERT INTO deliveries (id, event_id, hook_id, account, topic, sequence, held,
+                            next_attempt_at, created_at, updated_at, host)
+    SELECT u.id, u.event_id, u.hook_id, u.account, u.topic, u.sequence, u.held, $15, $15, $15,
+           u.host
+    FROM unnest($8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::bigint[],
+                $14::int[], $16::text[]) AS u(id, event_id, hook_id, account, topic, sequence,
+                                              held, host)
+)
+SELECT pg_notify('gateway', $17) WHERE $17::text IS NOT NULL;
+
 -- name: event_get
 SELECT id, account, topic, sequence, data, resource_url, created_at FROM events WHERE id = $1;
 
@@ -240,15 +269,18 @@ WHERE status = 'pending' AND held = 0 AND next_attempt_at > $1
 SELECT COUNT(*) FROM deliveries WHERE status = 'pending' AND held = 0 AND next_attempt_at <= $1
 AND claimed_until < EXTRACT(EPOCH FROM clock_timestamp());
 
--- name: attempt_insert
--- Columns (delivery_id, at, status_code, error, duration_ms, response_excerpt) as arrays.
-INSERT INTO attempts (delivery_id, at, status_code, error, duration_ms, response_excerpt)
-SELECT * FROM unnest($1::text[], $2::float8[], $3::int[], $4::text[], $5::float8[], $6::text[]);
-
 -- name: delivery_record
--- The outcome of attempts: columns (id, status_code, next_attempt_at, status) as arrays, $5 now,
--- $6 this process. A row cancelled or failed meanwhile keeps that status; a lease is cleared only
--- if it is still this process's (after a lease ran out another process may hold the row).
+-- The outcome of attempts, with the attempts appended in the same statement: columns
+-- (id, status_code, next_attempt_at, status) as arrays, $5 now, $6 this process, then the
+-- attempts' (at, error, duration_ms, response_excerpt) as arrays $7-$10 (the id and status
+-- code are the delivery's). A row cancelled or failed meanwhile keeps that status; a lease is
+-- cleared only if it is still this process's (after a lease ran out another process may hold
+-- the row).
+WITH a AS (
+    INSERT INTO attempts (delivery_id, at, status_code, error, duration_ms, response_excerpt)
+    SELECT * FROM unnest($1::text[], $7::float8[], $2::int[], $8::text[], $9::float8[],
+                         $10::text[])
+)
 UPDATE deliveries d
 SET attempts = d.attempts + 1, manual = 0, last_status_code = r.code,
     updated_at = $5, next_attempt_at = r.next_at,
@@ -257,46 +289,3 @@ SET attempts = d.attempts + 1, manual = 0, last_status_code = r.code,
     claimed_by = CASE WHEN d.claimed_by = $6 THEN NULL ELSE d.claimed_by END
 FROM unnest($1::text[], $2::int[], $3::float8[], $4::text[]) AS r(id, code, next_at, status)
 WHERE d.id = r.id;
-
--- name: prune_deliveries_pick
--- Final deliveries made before the cutoff (ids sort by time: the primary key's range) and not
--- changed since, past the cursor: (after id, before id, cutoff, limit).
-SELECT id FROM deliveries
-WHERE id > $1 AND id < $2 AND status != 'pending' AND updated_at <= $3
-ORDER BY id LIMIT $4;
-
--- name: prune_deleted_hooks_deliveries_pick
--- The deliveries of deleted hooks, whatever their age (deleting cancelled the pending ones).
-SELECT d.id FROM hooks h JOIN deliveries d ON d.hook_id = h.id
-WHERE h.deleted_at IS NOT NULL AND d.status != 'pending'
-LIMIT $1;
-
--- name: prune_attempts
-DELETE FROM attempts WHERE delivery_id = ANY($1::text[]);
-
--- name: prune_deliveries
-DELETE FROM deliveries WHERE id = ANY($1::text[]);
-
--- name: prune_events_pick
--- Events made before the cutoff with no delivery left (so none pending), past the cursor:
--- (after id, before id, cutoff, limit).
-SELECT e.id FROM events e
-WHERE e.id > $1 AND e.id < $2 AND e.created_at <= $3
-  AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = e.id)
-ORDER BY e.id LIMIT $4;
-
--- name: prune_events
--- Only those still without a delivery: a publish in another process may have added one since
--- the pick (it cannot, for an event this old, but the check costs nothing).
-DELETE FROM events e WHERE e.id = ANY($1::text[])
-AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = e.id);
-
--- name: prune_hooks
--- Deleted hooks none of whose deliveries is left.
-DELETE FROM hooks WHERE deleted_at IS NOT NULL
-AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.hook_id = hooks.id);
-
--- name: secrets_expire
--- A rotated-out secret past its window is cleared.
-UPDATE hooks SET old_secret = NULL, old_secret_expires_at = NULL
-WHERE old_secret IS NOT NULL AND old_secret_expires_at <= $1;

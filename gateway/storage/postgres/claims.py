@@ -148,17 +148,14 @@ class DeliveryStore:
         summary = RecordSummary()
         policy = health.HealthPolicy(disable_after_failures, disable_after_seconds)
         async with self._db.tx() as c:
-            await c.execute(Q["attempt_insert"], [r.delivery_id for r in results],
-                            [r.attempt.at for r in results],
-                            [r.attempt.status_code for r in results],
-                            [r.attempt.error for r in results],
-                            [r.attempt.duration_ms for r in results],
-                            [r.attempt.response_excerpt for r in results])
             await c.execute(Q["delivery_record"], [r.delivery_id for r in results],
                             [r.attempt.status_code for r in results],
                             [r.next_attempt_at if r.next_attempt_at is not None else now
                              for r in results],
-                            [r.status.value for r in results], now, self._mem.owner)
+                            [r.status.value for r in results], now, self._mem.owner,
+                            [r.attempt.at for r in results], [r.attempt.error for r in results],
+                            [r.attempt.duration_ms for r in results],
+                            [r.attempt.response_excerpt for r in results])
             for r in results:
                 if r.status is not DeliveryStatus.PENDING:
                     summary.final[r.status.value] = summary.final.get(r.status.value, 0) + 1

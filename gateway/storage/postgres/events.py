@@ -4,6 +4,7 @@ locked in the publishing transaction) and reading events."""
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from typing import Any
 
 import orjson
@@ -79,13 +80,25 @@ class EventStore:
         accounts = sorted({ev.account for ev in flat})
         wanted = [(ev.account, ev.idempotency_key) for ev in flat if ev.idempotency_key is not None]
         async with self._db.tx() as c:
-            await c.execute(Q["accounts_ensure"], accounts, latest)
             seqs: dict[str, int] = {}
             indexes: dict[str, RouteIndex] = {}
-            for row in await c.fetch(Q["accounts_lock"], accounts):
-                seqs[row[0]] = row[1]
+            start: dict[str, int] | None = None
+            if wanted:
+                # Replays take no number, and which are replays is known only once the
+                # account is locked: lock, read the keys, count, then move the counter on.
+                await c.execute(Q["accounts_ensure"], accounts, latest)
+                locked = await c.fetch(Q["accounts_lock"], accounts)
+                for row in locked:
+                    seqs[row[0]] = row[1]
+                start = dict(seqs)
+            else:
+                counts = Counter(ev.account for ev in flat)
+                locked = await c.fetch(Q["accounts_take"], accounts,
+                                       [counts[a] for a in accounts], latest)
+                for row in locked:
+                    seqs[row[0]] = row[1] - counts[row[0]]
+            for row in locked:
                 indexes[row[0]] = await self._mem.index_for(c, row[0], row[2])
-            start = dict(seqs)
             prior: dict[tuple[str, str], Published] = {}
             if wanted:
                 oldest = min(now for _, now, _ in batch) - self._idem_ttl
@@ -134,16 +147,14 @@ class EventStore:
                     out.append(pub)
                 results.append(out)
             if ev_cols[0]:
-                await c.execute(Q["event_insert"], *ev_cols)
-            if dl_cols[0]:
-                await c.execute(Q["delivery_insert"], *dl_cols[:7], latest, dl_cols[7])
+                await c.execute(Q["publish_rows"], *ev_cols, *dl_cols[:7], latest, dl_cols[7],
+                                self._mem.notice("due") if any_due else None)
             if idem_cols[0]:
                 await c.execute(Q["idempotency_put"], *idem_cols)
-            moved = [a for a in accounts if seqs[a] != start[a]]
-            if moved:
-                await c.execute(Q["accounts_set_sequence"], moved, [seqs[a] for a in moved])
-            if any_due:
-                await self._mem.announce(c, "due")
+            if start is not None:
+                moved = [a for a in accounts if seqs[a] != start[a]]
+                if moved:
+                    await c.execute(Q["accounts_set_sequence"], moved, [seqs[a] for a in moved])
         return results
 
     async def get_event(self, event_id: str) -> tuple[Event, dict[str, int]] | None:

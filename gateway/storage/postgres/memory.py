@@ -38,9 +38,13 @@ class PgMemory:
         """Whether what is kept can be used: only while every change would be heard."""
         return self.db.listening
 
+    def notice(self, what: str) -> str:
+        """The payload that says `what` changed, from this process."""
+        return f"{what} {self.owner}"
+
     async def announce(self, c: Conn, what: str) -> None:
         """Tell every other process, on c's commit, that `what` changed ("due": new work)."""
-        await notify(c, f"{what} {self.owner}")
+        await notify(c, self.notice(what))
 
     def heard(self, payload: str) -> None:
         what, _, sender = payload.partition(" ")
