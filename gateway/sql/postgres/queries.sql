@@ -90,8 +90,19 @@ SELECT COUNT(*) FROM deliveries WHERE status = 'pending';
 SELECT id, topics, status, host FROM hooks
 WHERE account = $1 AND deleted_at IS NULL AND status != 'removed';
 
+-- name: hook_update
+-- A hook's changeable settings; a NULL parameter keeps the column as it is (none is nullable).
+UPDATE hooks SET target_url = COALESCE($1, target_url), host = COALESCE($2, host),
+       topics = COALESCE($3, topics), payload = COALESCE($4, payload),
+       ordered = COALESCE($5::int, ordered), description = COALESCE($6, description),
+       headers = COALESCE($7, headers), updated_at = $8
+WHERE id = $9;
+
 -- name: hook_delete
-UPDATE hooks SET deleted_at = $1, updated_at = $2 WHERE id = $3 AND deleted_at IS NULL;
+-- Its secrets go at once; the row stays until the pruner has removed its deliveries.
+UPDATE hooks SET deleted_at = $1, updated_at = $2, secret = '', old_secret = NULL,
+       old_secret_expires_at = NULL
+WHERE id = $3 AND deleted_at IS NULL;
 
 -- name: hook_set_held
 -- A hook that is not active holds its pending deliveries out of the due index.

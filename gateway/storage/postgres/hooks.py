@@ -55,28 +55,28 @@ class HookStore:
         return {r[0]: int(r[1]) for r in await self._db.fetch("hooks_by_status")}
 
     async def update_hook(self, hook_id: str, changes: dict[str, Any], now: float) -> Hook | None:
-        sets: list[str] = []
-        params: list[Any] = []
-        for k, v in changes.items():
-            if k == "status":
-                continue
-            if k in ("topics", "headers"):
-                v = orjson.dumps(v).decode()
-            elif k == "ordered":
-                v = int(v)
-            elif k == "payload":
-                v = PayloadMode(v).value
-            params.append(v)
-            sets.append(f"{k} = ${len(params)}")
+        """Apply validated changes. A status change moves the hook's waiting deliveries with it."""
+        def col(name: str) -> Any:
+            v = changes.get(name)
+            if v is None:
+                return None
+            if name in ("topics", "headers"):
+                return orjson.dumps(list(v) if name == "topics" else v).decode()
+            if name == "ordered":
+                return int(v)
+            if name == "payload":
+                return PayloadMode(v).value
+            return v
+
+        settings = [col(n) for n in ("target_url", "host", "topics", "payload", "ordered",
+                                     "description", "headers")]
         new_status: HookStatus | None = changes.get("status")
         async with self._db.tx() as c:
             row = await c.fetchrow(Q["hook_get_locked"], hook_id)
             if row is None:
                 return None
-            if sets:
-                n = len(params)
-                await c.execute(f"UPDATE hooks SET {', '.join(sets)}, updated_at = ${n + 1} "
-                                f"WHERE id = ${n + 2}", *params, now, hook_id)
+            if any(v is not None for v in settings):
+                await c.execute(Q["hook_update"], *settings, now, hook_id)
             old = HookStatus(row["status"])
             if new_status is not None and new_status is not old:
                 await c.execute(Q["hook_set_status"], new_status.value, now, hook_id)
