@@ -25,7 +25,7 @@ import orjson
 import uvloop
 from report import Measure, tables
 
-SCENARIOS = ("throughput", "ingest", "latency", "isolation", "retry", "backlog")
+SCENARIOS = ("throughput", "ingest", "latency", "isolation", "retry", "backlog", "retention")
 DEFAULT = ("throughput", "ingest", "latency", "isolation", "retry")
 
 

@@ -162,8 +162,10 @@ class DeliveryEngine:
             self._record_wake.set()
             await asyncio.gather(self._recorder_task, return_exceptions=True)
         unfinished = list(self._claimed)
-        with contextlib.suppress(DatabaseUnavailable):  # the next start hands them back
+        try:
             await self._storage.release_claims(unfinished)
+        except DatabaseUnavailable:
+            unfinished = []  # they stay claimed: the next start hands them back
         log.info("delivery_stopped", finished_in_grace=finished_in_grace, queued=len(queued),
                  handed_back=len(unfinished))
 

@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 
 from gateway import health
-from gateway.models import DeliveryStatus, DueDelivery, HookStatus
+from gateway.models import DeliveryStatus, HookStatus
 from gateway.storage import rows
 from gateway.storage.connector import SqliteConnector, execute_rows
 from gateway.storage.hooks import HookMemory
@@ -83,22 +83,7 @@ class ClaimStore:
         # (The claim's join with hooks and this read are one transaction: every row's hook is
         # there.)
         cfgs = self._mem.configs(c, {r[2] for r in found})
-        taken: list[DueDelivery] = []
-        room: dict[str, int] = {}
-        due = rows.due_delivery
-        # Rows of a host with less room than the limit are passed over here, not in SQL.
-        for r in found:
-            host = r[8]
-            left = room.get(host)
-            if left is None:
-                left = claim.host_room.get(host, claim.default_room)
-            if left <= 0:
-                room[host] = 0
-                continue
-            room[host] = left - 1
-            taken.append(due(r, cfgs[r[2]], now))
-            if len(taken) >= limit:
-                break
+        taken = rows.due_deliveries(found, cfgs, claim.host_room, claim.default_room, limit, now)
         if taken:
             execute_rows(c, "claim_mark", [(d.id,) for d in taken])
         self.claim_transactions += 1

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
+import os
 import sqlite3
 import sys
 import threading
@@ -95,6 +97,20 @@ def unwritable_reason(exc: BaseException) -> str | None:
     return None
 
 
+def create_private(path: str) -> None:
+    """Create the database file readable by its owner only, if it does not exist: SQLite gives
+    its -wal and -shm files the database file's mode, so they are private too (SQLite itself
+    would create all three 0644, less the umask)."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    except OSError:
+        return  # (SQLite's own open says why, e.g. a read-only directory)
+    os.fchmod(fd, 0o600)  # whatever the umask
+    os.close(fd)
+
+
 class _LockHeld(Exception):
     """Another connection holds the write lock: an inline transaction goes to the thread."""
 
@@ -151,6 +167,7 @@ class SqliteConnector:
     async def open(self, *, max_version: int | None = None) -> None:
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            create_private(self.path)
         self._loop_thread = threading.get_ident()
         try:
             # Used from the event loop too (see tx), never at the same time as its thread.
@@ -323,31 +340,14 @@ class SqliteConnector:
 
     async def tx(self, fn: Callable[[sqlite3.Connection], T], *, relaxed: bool = False,
                  background: bool = False) -> T:
-        """A write transaction (see _tx): DatabaseUnavailable when the database cannot write,
-        with nothing of it stored."""
-        try:
-            out = await self._tx(fn, relaxed=relaxed, background=background)
-        except (sqlite3.Error, OSError) as exc:
-            raise self._failed(exc) from None
-        return out
-
-    async def tx_split(self, fn: Callable[[sqlite3.Connection], tuple[T, Tail | None]]) -> T:
-        """A durable write transaction in two parts (see _tx_split); errors as tx's."""
-        try:
-            out = await self._tx_split(fn)
-        except (sqlite3.Error, OSError) as exc:
-            raise self._failed(exc) from None
-        return out
-
-    async def _tx(self, fn: Callable[[sqlite3.Connection], T], *, relaxed: bool = False,
-                  background: bool = False) -> T:
         """Run fn as one write transaction. `relaxed` is for the delivery loop's bookkeeping
         (claims, attempt records): losing its last commits to a power cut only means a
         delivery is sent again, which at-least-once allows, so it skips the commit's fsync.
         Publishing and the API's writes keep the configured level: their answer promises
         the data is on disk. NORMAL still syncs checkpoints, so it never endangers data that
         an earlier FULL commit made durable. `background` (the pruner's deletes) is relaxed
-        too, and always runs in the thread: it must not hold the event loop."""
+        too, and always runs in the thread: it must not hold the event loop. A transaction
+        that fails is rolled back whole; DatabaseUnavailable says the database cannot write."""
         relaxed = relaxed or background
         relax = relaxed and self.synchronous == "full"
 
@@ -364,17 +364,21 @@ class SqliteConnector:
                     c.execute("PRAGMA synchronous = FULL")
 
         self._count_commit()
-        if relaxed and not background and self._inline_ok():
-            # Right here on the event loop while the writer's thread is idle: a claim or a
-            # batch of attempt records is a millisecond or two of SQLite, and handing it to
-            # the thread cost more (a hop each way, and the GIL passed back and forth while
-            # the loop is busy sending). Relaxed commits do not sync.
-            assert self._w is not None
-            with contextlib.suppress(_LockHeld):
-                return run(self._w._conn, inline=True)
-        return await self.run(run)
+        try:
+            if relaxed and not background and self._inline_ok():
+                # Right here on the event loop while the writer's thread is idle: a claim or a
+                # batch of attempt records is a millisecond or two of SQLite, and handing it to
+                # the thread cost more (a hop each way, and the GIL passed back and forth while
+                # the loop is busy sending). Relaxed commits do not sync.
+                assert self._w is not None
+                with contextlib.suppress(_LockHeld):
+                    return run(self._w._conn, inline=True)
+            return await self.run(run)
+        except (sqlite3.Error, OSError) as exc:
+            # Nothing of it is stored (rolled back); DatabaseUnavailable if it cannot write.
+            raise self._failed(exc) from None
 
-    async def _tx_split(self, fn: Callable[[sqlite3.Connection], tuple[T, Tail | None]]) -> T:
+    async def tx_split(self, fn: Callable[[sqlite3.Connection], tuple[T, Tail | None]]) -> T:
         """A durable write transaction in two parts. fn runs on the event loop when the
         writer's thread is idle and returns (result, tail); the tail and the COMMIT, with its
         fsync, run in the thread. Each statement run in the thread gives the GIL up and must
@@ -392,17 +396,20 @@ class SqliteConnector:
             return out
 
         self._count_commit()
-        if self._inline_ok():
-            assert self._w is not None
-            c = self._w._conn
-            try:
-                self._begin(c, True)
-            except _LockHeld:
-                return await self.run(whole)
-            out, tail = self._body(c, fn)
-            await self.run(lambda c: self._finish(c, tail))
-            return out
-        return await self.run(whole)
+        try:
+            if self._inline_ok():
+                assert self._w is not None
+                c = self._w._conn
+                try:
+                    self._begin(c, True)
+                except _LockHeld:
+                    return await self.run(whole)
+                out, tail = self._body(c, fn)
+                await self.run(lambda c: self._finish(c, tail))
+                return out
+            return await self.run(whole)
+        except (sqlite3.Error, OSError) as exc:
+            raise self._failed(exc) from None
 
     # -- when the database cannot write --------------------------------------------------------
 
@@ -418,7 +425,10 @@ class SqliteConnector:
             log.warning("database_unwritable", reason=reason, error=str(exc),
                         database=self.path)
         if self._recovery is None or self._recovery.done():
-            self._recovery = asyncio.get_running_loop().create_task(self._recover())
+            # In a context of its own: not the request's that failed (its ids would be on
+            # the database_writable line).
+            self._recovery = asyncio.get_running_loop().create_task(
+                self._recover(), context=contextvars.Context())
         return DatabaseUnavailable(reason)
 
     def _recovered(self) -> None:

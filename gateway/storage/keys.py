@@ -65,6 +65,7 @@ class KeyStore:
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             try:
+                os.fchmod(fd, 0o600)  # whatever the umask
                 os.write(fd, f"{time.time_ns()}\n".encode())
             finally:
                 os.close(fd)
