@@ -90,14 +90,19 @@ async def test_a_live_process_keeps_its_claims_past_the_lease(open_storage: Open
     await hook(alive)
     await alive.publish([ev()], time.time())
     [row] = (await alive.claim_due(claim())).rows
-    # Renewed every third of the lease: after three leases, still its own.
-    renewed_at = time.monotonic()
     conn = await asyncpg.connect(alive.url)
     try:
-        async def renewed_three_times() -> bool:
-            return time.monotonic() - renewed_at > 3.0
+        first_until = await conn.fetchval("SELECT claimed_until FROM deliveries WHERE id = $1",
+                                          row.id)
 
-        await wait_until(renewed_three_times, 10, "three leases to pass")
+        async def renewed_past_its_first_lease() -> bool:
+            until, now = await conn.fetchrow(
+                "SELECT claimed_until, EXTRACT(EPOCH FROM clock_timestamp()) FROM deliveries "
+                "WHERE id = $1", row.id)
+            # The first lease has run out, and the row is leased on: renewed twice or more.
+            return bool(now > first_until + 1.0 and until > first_until + 1.0)
+
+        await wait_until(renewed_past_its_first_lease, 10, "the lease renewed past its first end")
         owner = await conn.fetchval("SELECT claimed_by FROM deliveries WHERE id = $1", row.id)
     finally:
         await conn.close()
