@@ -238,7 +238,8 @@ class Gateway:
 
     def __init__(self, delivery: dict[str, Any] | None = None, topics: Sequence[str] = ("bench.a",),
                  server: dict[str, Any] | None = None, workdir: Path | None = None,
-                 log: dict[str, Any] | None = None) -> None:
+                 log: dict[str, Any] | None = None,
+                 database: dict[str, Any] | None = None) -> None:
         self.dir = workdir or Path(tempfile.mkdtemp(prefix="gwbench-", dir=SETTINGS.tmp))
         self.port = free_port()
         self.base = f"http://{LOCAL}:{self.port}"
@@ -253,7 +254,7 @@ class Gateway:
             # 1 MiB: a batch of 1000 bench events is ~280 KB, over the 256 KiB default.
             "server": {"host": LOCAL, "port": self.port, "max_body_bytes": 1 << 20,
                        **(server or {})},
-            "database": {"path": str(self.db)},
+            "database": {"path": str(self.db), **(database or {})},
             "delivery": dict(delivery or {}),
             "security": {"verify_intent": False, "allow_http_targets": True,
                          "allow_private_targets": True},

@@ -23,8 +23,9 @@ from gateway.metrics import Metrics
 from gateway.pruner import Pruner
 from gateway.request_layer import add_routes
 from gateway.retry import Random
-from gateway.storage import Storage
+from gateway.storage.backend import Backend
 from gateway.storage.connector import RECOVERY_EVERY
+from gateway.storage.factory import make_storage
 from gateway.targets import PolicyResolver, TargetPolicy
 
 # The engine itself, for the wiring and for tests (run_until_idle); handlers reach the loop
@@ -35,7 +36,7 @@ PURGE_EVERY = 3600.0  # idempotency keys outlive their window only until the nex
 log = get_logger("gateway")
 
 
-async def purge_idempotency_keys(storage: Storage, clock: Clock, every: float = PURGE_EVERY
+async def purge_idempotency_keys(storage: Backend, clock: Clock, every: float = PURGE_EVERY
                                  ) -> None:
     """Forever: delete idempotency keys past their window, now and then every `every`
     seconds. A failed sweep is logged and tried again at the next."""
@@ -49,7 +50,7 @@ async def purge_idempotency_keys(storage: Storage, clock: Clock, every: float = 
         await asyncio.sleep(every)
 
 
-async def _declare_topics(storage: Storage, topics: list[tuple[str, str]], clock: Clock) -> None:
+async def _declare_topics(storage: Backend, topics: list[tuple[str, str]], clock: Clock) -> None:
     """The config file's topics into the catalog, tried until the database can write."""
     while True:
         await asyncio.sleep(RECOVERY_EVERY)
@@ -83,9 +84,7 @@ def create_app(config: Config, *, clock: Clock | None = None, rng: Random | None
     add_routes(app, config)
 
     async def storage_ctx(app: web.Application) -> AsyncIterator[None]:
-        storage = Storage(config.database.path, synchronous=config.database.synchronous,
-                          idempotency_ttl=config.server.idempotency_ttl_seconds,
-                          busy_timeout=config.database.busy_timeout_seconds)
+        storage = make_storage(config)
         await storage.open()
         declaring: asyncio.Task[None] | None = None
         topics = [(t.name, t.description) for t in config.topics]
@@ -128,6 +127,10 @@ def create_app(config: Config, *, clock: Clock | None = None, rng: Random | None
                                 rng or random.Random(), base)
         engine = DeliveryEngine(app[STORAGE], dispatcher, config.delivery, app[METRICS],
                                 app[CLOCK])
+        # Another process's publish (PostgreSQL) wakes this loop as this process's own does.
+        storage = app[STORAGE]
+        if hasattr(storage, "set_waker"):
+            storage.set_waker(engine.wake)
         await engine.start(background=run_delivery_loop)
         app[ENGINE] = engine
         app[LOOP] = engine

@@ -17,7 +17,8 @@ from gateway.auth import ACCOUNT_NAME, generate_key, hash_key
 from gateway.config import Config, config_path, load_config, with_overrides
 from gateway.errors import ConfigError, GatewayError
 from gateway.models import DeliveryStatus, HookStatus, Role, iso
-from gateway.storage import Storage
+from gateway.storage.backend import Backend
+from gateway.storage.factory import make_storage, migrate
 
 CONFIG_HELP = ("the TOML config file (default: the file named by $GATEWAY_CONFIG, else built-in "
                "defaults); a relative database.path in it is relative to the file's folder. "
@@ -50,6 +51,11 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
     command(sub, "serve", "run the service: the REST API and the delivery loop")
     command(sub, "check-config", "validate the config file and the GATEWAY_* variables; names "
                                  "the file read")
+    command(sub, "migrate", "bring the database's schema up to date (gateway serve does it too "
+                            "when it starts); prints the schema version")
+    copy = command(sub, "copy-sqlite", "copy a SQLite database (the gateway stopped) into the "
+                                       "empty PostgreSQL database of database.url")
+    copy.add_argument("sqlite_path", metavar="SQLITE_FILE", help="the SQLite file to copy from")
 
     keys = groups["keys"] = command(sub, "keys", "manage API keys")
     keys_sub = keys.add_subparsers(dest="action", metavar="ACTION", title="actions")
@@ -150,8 +156,8 @@ def _announce(cfg: Config) -> str:
 
 
 async def _with_storage(cfg: Config, shown: str,
-                        use: Callable[[Storage], Awaitable[str | None]]) -> str | None:
-    storage = Storage(cfg.database.path, synchronous=cfg.database.synchronous)
+                        use: Callable[[Backend], Awaitable[str | None]]) -> str | None:
+    storage = make_storage(cfg)
     try:
         await storage.open()
     except sqlite3.OperationalError as exc:
@@ -163,7 +169,7 @@ async def _with_storage(cfg: Config, shown: str,
         await storage.close()
 
 
-def _keys_create(role: Role, account: str | None) -> Callable[[Storage], Awaitable[str]]:
+def _keys_create(role: Role, account: str | None) -> Callable[[Backend], Awaitable[str]]:
     if role is Role.SUBSCRIBER and not account:
         raise GatewayError("a subscriber key needs --account NAME")
     if role is not Role.SUBSCRIBER and account is not None:
@@ -172,7 +178,7 @@ def _keys_create(role: Role, account: str | None) -> Callable[[Storage], Awaitab
     if account is not None and not ACCOUNT_NAME.match(account):
         raise GatewayError("--account must be 1-128 letters, digits, '.', '_' or '-'")
 
-    async def use(storage: Storage) -> str:
+    async def use(storage: Backend) -> str:
         key = generate_key()
         await storage.create_key(role, account, hash_key(key), key[-4:], time.time())
         return key
@@ -180,7 +186,7 @@ def _keys_create(role: Role, account: str | None) -> Callable[[Storage], Awaitab
     return use
 
 
-async def _keys_list(storage: Storage) -> str:
+async def _keys_list(storage: Backend) -> str:
     keys = await storage.list_keys()
     lines = [f"{'ID':<31} {'ROLE':<10} {'ACCOUNT':<20} {'CREATED':<24} REVOKED"]
     for k in keys:
@@ -189,8 +195,8 @@ async def _keys_list(storage: Storage) -> str:
     return "\n".join(lines)
 
 
-def _keys_revoke(key_id: str) -> Callable[[Storage], Awaitable[None]]:
-    async def use(storage: Storage) -> None:
+def _keys_revoke(key_id: str) -> Callable[[Backend], Awaitable[None]]:
+    async def use(storage: Backend) -> None:
         if await storage.revoke_key(key_id, time.time()) is None:
             raise GatewayError(f"no key with id {key_id} (gateway keys list shows the keys)")
         _say(f"revoked {key_id}")
@@ -198,9 +204,9 @@ def _keys_revoke(key_id: str) -> Callable[[Storage], Awaitable[None]]:
     return use
 
 
-def _show(get: Callable[[Storage], Awaitable[listing.Listing]], as_json: bool, limit: int
-          ) -> Callable[[Storage], Awaitable[str]]:
-    async def use(storage: Storage) -> str:
+def _show(get: Callable[[Backend], Awaitable[listing.Listing]], as_json: bool, limit: int
+          ) -> Callable[[Backend], Awaitable[str]]:
+    async def use(storage: Backend) -> str:
         found = await get(storage)
         if found.more:
             _say(f"showing the first {limit} {found.noun}; --limit N shows more")
@@ -222,7 +228,7 @@ def _check_config(args: argparse.Namespace, cfg: Config) -> str:
     return f"config OK: {source}\ndatabase: {_database_name(cfg)}"
 
 
-def _use(args: argparse.Namespace) -> Callable[[Storage], Awaitable[str | None]]:
+def _use(args: argparse.Namespace) -> Callable[[Backend], Awaitable[str | None]]:
     """What a command does with the database."""
     command, action = args.command, args.action
     if command == "keys":
@@ -264,7 +270,24 @@ def main(argv: Sequence[str] | None = None) -> int:
             # Absolute, so that the "started" log line says which file it is.
             serve(with_overrides(cfg, database={"path": os.path.abspath(cfg.database.path)}))
             return 0
+        if args.command == "copy-sqlite":
+            if not cfg.database.url:
+                raise GatewayError("copy-sqlite copies into PostgreSQL: set database.url")
+            from gateway.storage.postgres.copy import copy_sqlite
+
+            _announce(cfg)
+            copied = asyncio.run(copy_sqlite(args.sqlite_path, cfg.database.url))
+            print(" ".join(f"{table}={n}" for table, n in copied.items()))
+            return 0
+        if args.command == "migrate":
+            _announce(cfg)
+            backend, version = asyncio.run(migrate(cfg))
+            print(f"{backend} schema at version {version}")
+            return 0
         if args.command == "backup":
+            if cfg.database.url:
+                raise GatewayError("gateway backup copies the SQLite file; on PostgreSQL use "
+                                   "pg_dump or the server's own backups")
             _say(f"database: {_database_name(cfg)}")
             print(_backup(cfg, args.dest))
             return 0

@@ -41,6 +41,8 @@ class DatabaseConfig:
     path: str = field(default="gateway.db", metadata={"nonempty": True})
     # "normal" is durable across process crashes in WAL mode; "full" also survives power loss.
     synchronous: str = field(default="full", metadata={"choices": ("normal", "full")})
+    # "postgresql://user:pass@host:5432/db": PostgreSQL instead of the SQLite file at `path`.
+    url: str = field(default="", metadata={"prefixes": ("postgresql://", "postgres://")})
     # How long a write waits for a database locked by another process before it gives up
     # (the request then gets 503).
     busy_timeout_seconds: float = field(default=5, metadata=_range(0, 600))
@@ -70,6 +72,8 @@ class DeliveryConfig:
     poll_interval_seconds: float = field(default=1.0, metadata=_range(0.01, 60))
     claim_batch_size: int = field(default=256, metadata=_range(1, 10000))
     response_excerpt_bytes: int = field(default=1024, metadata=_range(0, 65536))
+    # PostgreSQL: a claim not recorded or renewed by then (its process died) is claimed again.
+    claim_lease_seconds: float = field(default=60, metadata=_range(1, 86400))
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +139,10 @@ def _coerce(key: str, hint: Any, value: Any, meta: Mapping[str, Any]) -> Any:
             raise ConfigError(key, f"must be a string, not {value!r}")
         if meta.get("nonempty") and not value.strip():
             raise ConfigError(key, "must not be empty")
+        prefixes = meta.get("prefixes")
+        if prefixes and value and not value.startswith(prefixes):
+            # (The value may hold a password: it is not echoed.)
+            raise ConfigError(key, f"must start with {' or '.join(prefixes)}")
     elif hint == tuple[float, ...]:
         if not isinstance(value, list | tuple) or not all(
             isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) and v >= 0

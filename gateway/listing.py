@@ -10,7 +10,7 @@ import orjson
 
 from gateway.errors import GatewayError
 from gateway.models import Delivery, DeliveryStatus, Hook, HookStatus, iso
-from gateway.storage import Storage
+from gateway.storage.backend import Backend
 
 PAGE = 500  # rows per storage read while filling a listing
 
@@ -46,7 +46,7 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
     return [line(headers), *(line(r) for r in rows)]
 
 
-async def hooks(storage: Storage, account: str | None, status: HookStatus | None,
+async def hooks(storage: Backend, account: str | None, status: HookStatus | None,
                 limit: int) -> Listing:
     found: list[Hook] = []
     after = ""
@@ -68,7 +68,7 @@ async def hooks(storage: Storage, account: str | None, status: HookStatus | None
                    rows, [h.public() for h in found], more)
 
 
-async def deliveries(storage: Storage, hook_id: str, status: DeliveryStatus | None,
+async def deliveries(storage: Backend, hook_id: str, status: DeliveryStatus | None,
                      limit: int) -> Listing:
     if await storage.get_hook(hook_id) is None:
         raise GatewayError(f"no hook with id {hook_id} (gateway hooks list shows the hooks)")
@@ -81,7 +81,7 @@ async def deliveries(storage: Storage, hook_id: str, status: DeliveryStatus | No
                    rows, [d.public() for d in items], cursor is not None)
 
 
-async def events(storage: Storage, account: str | None, topic: str | None, limit: int
+async def events(storage: Backend, account: str | None, topic: str | None, limit: int
                  ) -> Listing:
     items, cursor = await storage.list_events(account, topic, None, None, limit, None)
     rows = [[e.id, e.account, e.topic, str(e.sequence), iso(e.created_at) or ""] for e in items]

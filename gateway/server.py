@@ -105,7 +105,7 @@ async def _run(app: web.Application, cfg: Config) -> None:
         await site.start()
         log = get_logger("gateway")
         log.info("started", version=__version__, host=cfg.server.host, port=cfg.server.port,
-                 database=cfg.database.path, verify_intent=cfg.security.verify_intent,
+                 database=_database(cfg), verify_intent=cfg.security.verify_intent,
                  allow_private_targets=cfg.security.allow_private_targets,
                  allow_http_targets=cfg.security.allow_http_targets)
         await asyncio.Event().wait()  # until SIGTERM/SIGINT raise GracefulExit
@@ -113,3 +113,13 @@ async def _run(app: web.Application, cfg: Config) -> None:
         # The site stops accepting, requests in flight get the grace period, then the cleanup
         # contexts unwind in reverse (the delivery loop drains and hands back its claims).
         await runner.cleanup()
+
+
+def _database(cfg: Config) -> str:
+    """The database as the started line names it: the SQLite file, or the PostgreSQL URL
+    without its password."""
+    if not cfg.database.url:
+        return cfg.database.path
+    from gateway.storage.postgres.connector import redact
+
+    return redact(cfg.database.url)

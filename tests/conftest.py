@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,9 @@ from gateway.config import Config, TopicConfig, load_config, with_overrides
 from gateway.delivery import DeliveryEngine
 from gateway.models import Role
 from gateway.storage import Storage
+from tests import pg
 
+BACKENDS = ("sqlite", "postgres")
 TOPICS = ("contact.created", "contact.updated", "contact.deleted", "billing.tier_changed")
 # Always in the catalog, whatever the config says (API.md, "Operational events").
 OPERATIONAL_TOPICS = ("gateway.hook.disabled", "gateway.hook.removed",
@@ -189,7 +191,8 @@ def base_config(tmp_path: Path, **sections: dict[str, Any]) -> Config:
     cfg = load_config(None, env={})
     cfg = with_overrides(
         cfg,
-        database={"path": str(tmp_path / "gateway.db"), "synchronous": "normal"},
+        database={"path": str(tmp_path / "gateway.db"), "synchronous": "normal",
+                  "url": pg.ACTIVE["url"]},
         security={"allow_private_targets": True, "allow_http_targets": True,
                   "handshake_timeout_seconds": 2},
         delivery={"timeout_seconds": 2, "retry_schedule_seconds": (0.05, 0.05),
@@ -248,3 +251,55 @@ async def start_gateway(tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable
     for server, http in reversed(started):
         await http.close()
         await server.close()
+
+
+# -- backends -------------------------------------------------------------------------------------
+# A module that sets `pytestmark = pytest.mark.backends` runs each of its tests on SQLite and on
+# PostgreSQL (a fresh database each, on one throwaway cluster for the whole session); the
+# gateways those tests start (start_gateway, base_config, tests.process.write_config) use it.
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "backends: run on SQLite and on PostgreSQL")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if metafunc.definition.get_closest_marker("backends") and "backend" in metafunc.fixturenames:
+        metafunc.parametrize("backend", BACKENDS, indirect=True)
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[pg.Databases]:
+    pg.require_server()
+    with pg.cluster() as c:
+        yield pg.Databases(c)
+
+
+@pytest.fixture(autouse=True)
+def backend(request: pytest.FixtureRequest) -> Iterator[str]:
+    """The backend of this test: sqlite unless its module is marked `backends`."""
+    name: str = getattr(request, "param", "sqlite")
+    if name == "postgres":
+        pg.require_server()
+        dbs: pg.Databases = request.getfixturevalue("pg_cluster")
+        pg.ACTIVE["url"] = dbs.clean()
+    try:
+        yield name
+    finally:
+        pg.ACTIVE["url"] = ""
+
+
+@pytest.fixture
+def pg_url(request: pytest.FixtureRequest) -> str:
+    """An empty, migrated PostgreSQL database (tests that are about PostgreSQL alone)."""
+    pg.require_server()
+    dbs: pg.Databases = request.getfixturevalue("pg_cluster")
+    return dbs.clean()
+
+
+@pytest.fixture
+def pg_empty_url(request: pytest.FixtureRequest) -> str:
+    """A new PostgreSQL database of its own, with no schema (tests of migrations)."""
+    pg.require_server()
+    dbs: pg.Databases = request.getfixturevalue("pg_cluster")
+    return dbs.fresh(migrated=False)

@@ -14,6 +14,7 @@ from typing import Any
 
 import aiohttp
 
+from tests import pg
 from tests.conftest import wait_until
 
 TOPIC = "contact.created"
@@ -55,7 +56,7 @@ def write_config(tmp_path: Path, port: int, topics: tuple[str, ...] = (TOPIC,),
     retries. `overrides` replace keys section by section."""
     sections: dict[str, dict[str, Any]] = {
         "server": {"host": "127.0.0.1", "port": port},
-        "database": {"path": str(tmp_path / "gateway.db")},
+        "database": {"path": str(tmp_path / "gateway.db"), "url": pg.ACTIVE["url"]},
         "delivery": {
             "timeout_seconds": 5,
             "retry_schedule_seconds": [0.1, 0.2, 0.5, 1, 1, 1, 1, 1, 1, 1],

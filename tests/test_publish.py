@@ -10,6 +10,8 @@ import pytest
 
 from tests.conftest import Gateway, Receiver
 
+pytestmark = pytest.mark.backends  # on SQLite and on PostgreSQL
+
 EVENT_FIELDS = {"id", "topic", "account", "sequence", "data", "resource_url", "created_at",
                 "deliveries"}
 

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from gateway.config import Config
     from gateway.metrics import Metrics
     from gateway.pruner import Pruner
-    from gateway.storage import Storage
+    from gateway.storage.backend import Backend
     from gateway.targets import TargetPolicy
 
 class DeliveryLoop(Protocol):
@@ -50,7 +50,7 @@ class DeliveryLoop(Protocol):
 
 
 CONFIG: web.AppKey[Config] = web.AppKey("config")
-STORAGE: web.AppKey[Storage] = web.AppKey("storage")
+STORAGE: web.AppKey[Backend] = web.AppKey("storage")
 CLOCK: web.AppKey[Clock] = web.AppKey("clock")
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
 CLIENT: web.AppKey[ClientSession] = web.AppKey("client")

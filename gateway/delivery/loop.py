@@ -19,13 +19,14 @@ from gateway.errors import DatabaseUnavailable
 from gateway.logs import get_logger
 from gateway.metrics import Metrics
 from gateway.models import DeliveryStatus, DueDelivery, HookStatus
-from gateway.storage import AttemptResult, Claim, Claimed, Storage
+from gateway.storage import AttemptResult, Claim, Claimed
+from gateway.storage.backend import Backend
 
 log = get_logger("gateway.delivery")
 
 
 class DeliveryEngine:
-    def __init__(self, storage: Storage, dispatcher: Dispatcher, cfg: DeliveryConfig,
+    def __init__(self, storage: Backend, dispatcher: Dispatcher, cfg: DeliveryConfig,
                  metrics: Metrics, clock: Clock) -> None:
         self._storage = storage
         self._dispatcher = dispatcher
