@@ -67,7 +67,8 @@ async def test_a_key_revoked_with_the_cli_is_refused_by_a_running_serve(
     await _revoke_new_key(config)
     assert (tmp_path / "gateway.db-keys").exists()
     if marker == "missing":
-        (tmp_path / "gateway.db-keys").unlink()
+        # (Creating keys does not write the marker: only a revocation does.)
+        (tmp_path / "gateway.db-keys").unlink(missing_ok=True)
     gw = ServeProcess(config, port)
     serving.append(gw)
     await gw.start()
