@@ -35,7 +35,9 @@ def new_id(prefix: str, now: float | None = None) -> str:
 
 
 def first_id_at(prefix: str, ts: float) -> str:
-    """The lowest id made at time ts: every id made before it sorts below this one."""
+    """The lowest id new_id or new_monotonic_id can make at or after time ts (their first 48
+    bits are the milliseconds they were made at, never earlier): a lower bound for a range of
+    ids by time."""
     return f"{prefix}_{_encode(max(0, int(ts * 1000)) << 80)}"
 
 

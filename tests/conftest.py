@@ -25,6 +25,9 @@ from gateway.models import Role
 from gateway.storage import Storage
 
 TOPICS = ("contact.created", "contact.updated", "contact.deleted", "billing.tier_changed")
+# Always in the catalog, whatever the config says (API.md, "Operational events").
+OPERATIONAL_TOPICS = ("gateway.hook.disabled", "gateway.hook.removed",
+                      "gateway.delivery.exhausted", "gateway.test")
 
 
 async def wait_until(predicate: Callable[[], Any], timeout: float = 10.0,

@@ -7,6 +7,7 @@ import binascii
 import json
 import re
 from collections.abc import Mapping
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
@@ -212,3 +213,19 @@ def make_cursor(last_id: str | None) -> str | None:
     if last_id is None:
         return None
     return base64.urlsafe_b64encode(last_id.encode()).decode().rstrip("=")
+
+
+# RFC 3339's date-time: a full date, a full time and an offset ("Z" or ±hh:mm).
+RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})\Z")
+
+
+def rfc3339(value: Any, field: str) -> float:
+    """An RFC 3339 time as Unix seconds; else 422 naming the field."""
+    message = "must be an RFC 3339 time such as 2026-01-31T09:30:00Z"
+    if not isinstance(value, str) or not RFC3339.match(value):
+        raise Unprocessable.field(field, message)
+    try:
+        # (fromisoformat keeps microseconds: finer digits are dropped.)
+        return datetime.fromisoformat(value.upper().replace("Z", "+00:00")).timestamp()
+    except (ValueError, OverflowError):  # a well-formed but impossible time (2026-02-30)
+        raise Unprocessable.field(field, message) from None

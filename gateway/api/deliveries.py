@@ -1,4 +1,5 @@
-"""Delivery logs: a hook's deliveries, one delivery with its attempts, and manual retry."""
+"""Delivery logs: a hook's deliveries, one delivery with its attempts, and manual retry (of a
+failed delivery, or of a delivered one, sent once more)."""
 
 from __future__ import annotations
 
@@ -63,9 +64,9 @@ async def get_delivery(request: web.Request) -> web.Response:
 async def retry_delivery(request: web.Request) -> web.Response:
     _roles(request)
     delivery = await _visible_delivery(request)
-    if delivery.status in (DeliveryStatus.DELIVERED, DeliveryStatus.CANCELLED):
-        raise Unprocessable.field(
-            "status", f"a {delivery.status.value} delivery cannot be retried")
+    # (A delivered one is sent once more; a cancelled one's hook was deleted.)
+    if delivery.status is DeliveryStatus.CANCELLED:
+        raise Unprocessable.field("status", "a cancelled delivery cannot be retried")
     updated = await request.app[STORAGE].retry_delivery(delivery.id, request.app[CLOCK].now())
     if LOOP in request.app:
         request.app[LOOP].wake()

@@ -1,4 +1,4 @@
-"""Publishing events (single or an atomic batch, idempotent) and reading one back."""
+"""Publishing events (single or an atomic batch, idempotent), listing them, reading one back."""
 
 from __future__ import annotations
 
@@ -16,10 +16,14 @@ from gateway.api.common import (
     account_name,
     expect_object,
     json_response,
+    make_cursor,
+    page_params,
     principal,
     read_json,
+    rfc3339,
 )
-from gateway.errors import FieldError, NotFound, PayloadTooLarge, Unprocessable
+from gateway.config import TOPIC_NAME
+from gateway.errors import FieldError, Forbidden, NotFound, PayloadTooLarge, Unprocessable
 from gateway.models import Role
 from gateway.storage import NewEvent
 
@@ -102,3 +106,25 @@ async def get_event(request: web.Request) -> web.Response:
         raise NotFound("no such event")
     event, counts = found
     return json_response(event.public(counts))
+
+
+@routes.get("/v1/events")
+async def list_events(request: web.Request) -> web.Response:
+    p = principal(request)
+    q = request.query
+    limit, cursor = page_params(request)
+    account = account_name(q["account"]) if "account" in q else None
+    if p.role is Role.SUBSCRIBER:
+        if account is not None and account != p.account:
+            raise Forbidden("a subscriber key may only read its own account's events")
+        account = p.account
+    topic = q.get("topic") or None
+    if topic is not None and not TOPIC_NAME.match(topic):
+        raise Unprocessable.field("topic", f"{topic!r} is not a topic name")
+    since = rfc3339(q["since"], "since") if "since" in q else None
+    until = rfc3339(q["until"], "until") if "until" in q else None
+    storage = request.app[STORAGE]
+    items, last = await storage.list_events(account, topic, since, until, limit, cursor)
+    counts = await storage.delivery_counts([e.id for e in items])
+    return json_response({"data": [e.public(counts[e.id]) for e in items],
+                          "next_cursor": make_cursor(last)})

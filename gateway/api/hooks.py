@@ -28,6 +28,7 @@ from gateway.config import TOPIC_NAME
 from gateway.errors import NotFound, Unprocessable
 from gateway.handshake import HandshakeFailed, verify_intent
 from gateway.models import Hook, HookStatus, PayloadMode, Role, new_monotonic_id, new_secret
+from gateway.storage.hooks import STAR_ACCOUNT
 from gateway.targets import TargetRefused, check_target, check_url_syntax, host_key
 
 routes = web.RouteTableDef()
@@ -149,7 +150,7 @@ def _field_error(field: str, message: str) -> Any:
     return FieldError(field, message)
 
 
-async def _visible_hook(request: web.Request) -> Hook:
+async def visible_hook(request: web.Request) -> Hook:
     hook = await request.app[STORAGE].get_hook(request.match_info["id"])
     if hook is None or not principal(request).can_see(hook.account):
         raise NotFound("no such hook")
@@ -164,8 +165,11 @@ def _hook_roles(request: web.Request) -> None:
 async def create_hook(request: web.Request) -> web.Response:
     _hook_roles(request)
     body = expect_object(await read_json(request), CREATE_FIELDS)
-    # An admin names any account: the same rule as everywhere else, not just "a string".
-    account = account_name(principal(request).target_account(body.get("account")))
+    # An admin names any account: the same rule as everywhere else, not just "a string";
+    # or "*": the hook receives the events of every account for its topics.
+    account = principal(request).target_account(body.get("account"))
+    if account != STAR_ACCOUNT:
+        account = account_name(account)
     if "target_url" not in body:
         raise Unprocessable.field("target_url", "is required")
     topics = await _topics(request, body, required=True)
@@ -201,14 +205,14 @@ async def list_hooks(request: web.Request) -> web.Response:
 @routes.get("/v1/hooks/{id}")
 async def get_hook(request: web.Request) -> web.Response:
     _hook_roles(request)
-    return json_response((await _visible_hook(request)).public())
+    return json_response((await visible_hook(request)).public())
 
 
 @routes.patch("/v1/hooks/{id}")
 async def patch_hook(request: web.Request) -> web.Response:
     _hook_roles(request)
     body = expect_object(await read_json(request), PATCH_FIELDS)
-    hook = await _visible_hook(request)
+    hook = await visible_hook(request)
     changes: dict[str, Any] = {}
     topics = await _topics(request, body, required=False)
     if topics is not None:
@@ -248,7 +252,7 @@ async def patch_hook(request: web.Request) -> web.Response:
 @routes.delete("/v1/hooks/{id}")
 async def delete_hook(request: web.Request) -> web.Response:
     _hook_roles(request)
-    hook = await _visible_hook(request)
+    hook = await visible_hook(request)
     await request.app[STORAGE].delete_hook(hook.id, request.app[CLOCK].now())
     if LOOP in request.app:
         request.app[LOOP].hook_changed(hook.id)
@@ -258,7 +262,7 @@ async def delete_hook(request: web.Request) -> web.Response:
 @routes.post("/v1/hooks/{id}/rotate-secret")
 async def rotate_secret(request: web.Request) -> web.Response:
     _hook_roles(request)
-    hook = await _visible_hook(request)
+    hook = await visible_hook(request)
     now = request.app[CLOCK].now()
     secret = new_secret()
     await request.app[STORAGE].rotate_secret(hook.id, secret, now + ROTATION_WINDOW, now)

@@ -285,6 +285,8 @@ class DeliveryEngine:
                     claimed.update((d.id, d) for d in summary.claimed.rows)
                 else:
                     self._claimed_rows(summary.claimed, claim)
+            if summary.published_due:
+                self._budget.dry = None  # operational events made deliveries that are due now
             for status, n in summary.final.items():
                 self._metrics.final.labels(status).inc(n)
             for hook_id in (*summary.disabled_hooks, *summary.removed_hooks):

@@ -13,6 +13,9 @@ Laid out the way procrastinate splits its connector from its manager:
     events.py      EventStore: publishing (group commit), reading events
     deliveries.py  DeliveryStore: reading and retrying deliveries
     claims.py      ClaimStore: claims and attempts, applying gateway.health's verdicts
+    operational.py operational events, published inside the transaction of their change
+    recovery.py    RecoveryStore: a hook's deliveries back to pending, test events
+    portal.py      PortalStore: portal sign-in sessions by token hash
     retention.py   RetentionStore: what the pruner deletes, a small transaction at a time
     values.py      what the verbs take and give (NewEvent, Published, Claim, …), any backend
     backend.py     Backend: the Protocol of every verb
@@ -27,8 +30,11 @@ A backend implements backend.Backend:
     topics     put_topics, list_topics, known_topics, topic_names
     hooks      create_hook, get_hook, list_hooks, update_hook, delete_hook, rotate_secret,
                hook_counts
-    events     publish, get_event, list_events, purge_idempotency
+    events     publish, get_event, list_events, delivery_counts, purge_idempotency
     deliveries get_delivery, list_deliveries, retry_delivery, pending_count
+    recovery   recover_deliveries, publish_test_event
+    portal     create_portal_session, portal_session, delete_portal_session,
+               purge_portal_sessions
     claims     reset_claims, release_claims, claim_due, next_due_at, due_backlog,
                record_attempts
     retention  prune

@@ -10,8 +10,9 @@ from typing import Any
 import orjson
 
 from gateway import health
-from gateway.models import DeliveryStatus, HookStatus
-from gateway.storage import rows
+from gateway.models import DeliveryStatus, HookStatus, iso
+from gateway.outcome import Outcome
+from gateway.storage import operational, rows
 from gateway.storage.connector import SqliteConnector, execute_rows
 from gateway.storage.hooks import HookMemory
 from gateway.storage.queries import Q
@@ -103,8 +104,10 @@ class ClaimStore:
         return int(found[0][0])
 
     def _apply_health(self, c: sqlite3.Connection, results: Sequence[AttemptResult],
-                      now: float, policy: health.HealthPolicy, summary: RecordSummary) -> None:
-        """Each hook's streak judged by gateway.health, and its verdict written."""
+                      now: float, policy: health.HealthPolicy, summary: RecordSummary,
+                      ops: list[operational.OperationalEvent]) -> None:
+        """Each hook's streak judged by gateway.health, and its verdict written (and announced,
+        in ops)."""
         by_hook: dict[str, list[AttemptResult]] = {}
         for r in results:
             by_hook.setdefault(r.hook_id, []).append(r)
@@ -124,6 +127,8 @@ class ClaimStore:
                 summary.final["failed"] = summary.final.get("failed", 0) + n
                 summary.removed_hooks.append(hook_id)
                 self._mem.forget(st[3])
+                ops.append(operational.OperationalEvent(st[3], operational.REMOVED, {
+                    "hook_id": hook_id, "target_url": st[4]}, hook_id))
             elif v.action is health.Action.RESET:
                 ok.append((hook_id,))
             elif v.action in (health.Action.COUNT, health.Action.DISABLE):
@@ -133,6 +138,9 @@ class ClaimStore:
                     c.execute(Q["hook_set_held"], (1, hook_id))
                     summary.disabled_hooks.append(hook_id)
                     self._mem.forget(st[3])
+                    ops.append(operational.OperationalEvent(st[3], operational.DISABLED, {
+                        "hook_id": hook_id, "target_url": st[4],
+                        "failing_since": iso(v.failing_since), "failures": v.failures}, hook_id))
         execute_rows(c, "hook_success", ok)
 
     async def record_attempts(self, results: Sequence[AttemptResult], now: float, *,
@@ -152,10 +160,18 @@ class ClaimStore:
                 (r.delivery_id, r.attempt.status_code,
                  r.next_attempt_at if r.next_attempt_at is not None else now,
                  r.status.value, now) for r in results])
+            exhausted: list[AttemptResult] = []
             for r in results:
                 if r.status is not DeliveryStatus.PENDING:
                     summary.final[r.status.value] = summary.final.get(r.status.value, 0) + 1
-            self._apply_health(c, results, now, policy, summary)
+                    if r.outcome is Outcome.FAILED:
+                        exhausted.append(r)
+            ops = operational.exhausted(c, exhausted) if exhausted else []
+            self._apply_health(c, results, now, policy, summary, ops)
+            if ops:
+                # In this transaction: the change and the news of it commit together.
+                summary.published_due += sum(
+                    p.due for p in operational.publish(c, self._mem, ops, now))
             if then_claim is not None:
                 summary.claimed = self._claim_tx(c, then_claim)
 

@@ -27,8 +27,9 @@ class RetentionStore:
         `batch` events, in one transaction run in the database thread. Final deliveries made
         and last changed more than keep_seconds ago go, and every final one of a deleted hook;
         then events made before then with no delivery left; at the end of a pass, deleted
-        hooks with nothing left, and old secrets past their rotation window. A pending
-        delivery never goes, nor the event it belongs to. Call again while `more`."""
+        hooks with nothing left, old secrets past their rotation window and expired portal
+        sessions. A pending delivery never goes, nor the event it belongs to. Call again while
+        `more`."""
         cutoff = now - keep_seconds
         # Ids sort by the time they were made (never before created_at: they are monotonic),
         # so the primary key finds the old rows; created_at and updated_at are checked too.
@@ -63,6 +64,7 @@ class RetentionStore:
             if not out.more:
                 out.hooks = c.execute(Q["prune_hooks"]).rowcount
                 out.secrets = c.execute(Q["secrets_expire"], (now,)).rowcount
+                c.execute(Q["portal_session_purge"], (now,))  # expired sign-in links
                 if out.secrets:
                     self._mem.cfg.clear()  # (claims read the hooks' secrets from it)
             return out

@@ -9,6 +9,8 @@ from gateway.storage.deliveries import DeliveryStore
 from gateway.storage.events import EventStore
 from gateway.storage.hooks import HookMemory, HookStore, TopicStore
 from gateway.storage.keys import KeyStore
+from gateway.storage.portal import PortalStore
+from gateway.storage.recovery import RecoveryStore
 from gateway.storage.retention import RetentionStore
 
 
@@ -30,6 +32,8 @@ class Storage:
         self.events = events = EventStore(db, memory, idempotency_ttl)
         self.deliveries = deliveries = DeliveryStore(db)
         self.claims = claims = ClaimStore(db, memory)
+        self.recovery = recovery = RecoveryStore(db, memory)
+        self.portal = portal = PortalStore(db)
         self.retention = retention = RetentionStore(db, memory)
         self._memory = memory
 
@@ -59,12 +63,21 @@ class Storage:
         self.publish = events.publish
         self.get_event = events.get_event
         self.list_events = events.list_events
+        self.delivery_counts = events.delivery_counts
         self.purge_idempotency = events.purge_idempotency
 
         self.get_delivery = deliveries.get_delivery
         self.list_deliveries = deliveries.list_deliveries
         self.retry_delivery = deliveries.retry_delivery
         self.pending_count = deliveries.pending_count
+
+        self.recover_deliveries = recovery.recover_deliveries
+        self.publish_test_event = recovery.publish_test_event
+
+        self.create_portal_session = portal.create_portal_session
+        self.portal_session = portal.portal_session
+        self.delete_portal_session = portal.delete_portal_session
+        self.purge_portal_sessions = portal.purge_portal_sessions
 
         self.reset_claims = claims.reset_claims
         self.release_claims = claims.release_claims

@@ -84,6 +84,7 @@ class RecordSummary:
     disabled_hooks: list[str] = field(default_factory=list)
     removed_hooks: list[str] = field(default_factory=list)
     final: dict[str, int] = field(default_factory=dict)  # final status → count
+    published_due: int = 0  # due deliveries of the operational events published
 
 
 
