@@ -65,10 +65,10 @@ class Terminal:
         while chunk := await self.proc.stdout.read(4096):
             self.out += chunk.decode(errors="replace")
 
-    async def wait_for(self, text: str, timeout: float = 30) -> None:
+    async def wait_for(self, text: str, timeout: float = 60) -> None:
         await wait_until(lambda: text in self.out, timeout, f"{text!r} in:\n{self.out}")
 
-    async def run(self, block: str, n: int, timeout: float = 60) -> str:
+    async def run(self, block: str, n: int, timeout: float = 120) -> str:
         """Send one block to the shell; what it printed."""
         assert self.proc.stdin is not None
         start = len(self.out)
