@@ -11,6 +11,7 @@ import aiohttp
 import orjson
 from aiohttp import web
 
+from gateway import portal
 from gateway.api.common import CLIENT, CLOCK, CONFIG, LOOP, METRICS, POLICY, PRUNER, STORAGE
 from gateway.clock import Clock, SystemClock
 from gateway.config import Config
@@ -78,6 +79,7 @@ def create_app(config: Config, *, clock: Clock | None = None, rng: Random | None
     app[METRICS] = Metrics()
     app[POLICY] = TargetPolicy(allow_http=config.security.allow_http_targets,
                                allow_private=config.security.allow_private_targets)
+    portal.setup(app)  # before the API's routes, whose last one takes every other path
     add_routes(app, config)
 
     async def storage_ctx(app: web.Application) -> AsyncIterator[None]:
