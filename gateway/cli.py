@@ -86,7 +86,29 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
     e_list.add_argument("--account", metavar="NAME", help="only this account's events")
     e_list.add_argument("--topic", metavar="TOPIC", help="only events of this topic")
     _output_options(e_list)
+
+    backup = command(sub, "backup", "write a consistent copy of the database while the gateway "
+                                    "serves (SQLite's online backup); progress on a terminal")
+    backup.add_argument("dest", metavar="DEST", help="the copy's file name (must not exist)")
     return p, groups
+
+
+def _backup(cfg: Config, dest: str) -> str:
+    """The copy, with a progress bar when stderr is a terminal; its one-line summary."""
+    from gateway.storage.backup import backup
+
+    bar = sys.stderr.isatty()
+
+    def progress(done: int, total: int) -> None:
+        filled = 30 * done // max(total, 1)
+        print(f"\r[{'#' * filled}{' ' * (30 - filled)}] {100 * done // max(total, 1):3d}% "
+              f"{done:,}/{total:,} pages", end="", file=sys.stderr, flush=True)
+
+    result = backup(cfg.database.path, dest, busy_timeout=cfg.database.busy_timeout_seconds,
+                    progress=progress if bar else None)
+    if bar:
+        print(file=sys.stderr)
+    return result.summary()
 
 
 def _output_options(p: argparse.ArgumentParser) -> None:
@@ -241,6 +263,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             # Absolute, so that the "started" log line says which file it is.
             serve(with_overrides(cfg, database={"path": os.path.abspath(cfg.database.path)}))
+            return 0
+        if args.command == "backup":
+            _say(f"database: {_database_name(cfg)}")
+            print(_backup(cfg, args.dest))
             return 0
         use = _use(args)
         out = asyncio.run(_with_storage(cfg, _announce(cfg), use))

@@ -30,6 +30,10 @@ class ServerConfig:
     max_body_bytes: int = field(default=262144, metadata=_range(1024, 64 * 1024 * 1024))
     max_batch_events: int = field(default=1000, metadata=_range(1, 100000))
     idempotency_ttl_seconds: float = field(default=86400, metadata=_range(1, None))
+    # Past max_connections the oldest idle connections are closed (gateway/connections.py).
+    max_connections: int = field(default=1024, metadata=_range(1, 1_000_000))
+    keep_alive_seconds: float = field(default=75, metadata=_range(0.01, 86400))
+    header_timeout_seconds: float = field(default=10, metadata=_range(0.01, 3600))
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +41,17 @@ class DatabaseConfig:
     path: str = field(default="gateway.db", metadata={"nonempty": True})
     # "normal" is durable across process crashes in WAL mode; "full" also survives power loss.
     synchronous: str = field(default="full", metadata={"choices": ("normal", "full")})
+    # How long a write waits for a database locked by another process before it gives up
+    # (the request then gets 503).
+    busy_timeout_seconds: float = field(default=5, metadata=_range(0, 600))
+
+
+@dataclass(frozen=True, slots=True)
+class RetentionConfig:
+    # Final deliveries, their attempts and events with nothing pending, older than this, are
+    # deleted (and the rows of deleted hooks).
+    keep_seconds: float = field(default=2592000, metadata=_range(1, None))
+    prune_interval_seconds: float = field(default=60, metadata=_range(0.01, 86400))
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +100,7 @@ class TopicConfig:
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
+    retention: RetentionConfig = field(default_factory=RetentionConfig)
     delivery: DeliveryConfig = field(default_factory=DeliveryConfig)
     security: SecurityConfig = field(default_factory=SecurityConfig)
     log: LogConfig = field(default_factory=LogConfig)
@@ -94,6 +110,7 @@ class Config:
 SECTIONS: dict[str, type] = {
     "server": ServerConfig,
     "database": DatabaseConfig,
+    "retention": RetentionConfig,
     "delivery": DeliveryConfig,
     "security": SecurityConfig,
     "log": LogConfig,

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import collections
+import os
 from bisect import bisect_left
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from functools import partial
 from typing import Protocol
 
 from prometheus_client import (
@@ -88,6 +90,19 @@ class Metrics:
         self.hooks_changed = Counter("gateway_hooks_status_changes_total",
                                      "Hooks the gateway disabled or removed.", ["status"],
                                      registry=r)
+        self.pruned = Counter("gateway_pruned_rows_total", "Rows the retention pruner deleted.",
+                              ["table"], registry=r)
+        self.db_bytes = Gauge("gateway_database_bytes", "Size of the database's files.",
+                              ["file"], registry=r)
+        self.db_writable = Gauge("gateway_database_writable",
+                                 "1 while the database takes writes, 0 while it cannot.",
+                                 registry=r)
+
+    def watch_database(self, path: str, writable: Callable[[], bool]) -> None:
+        """The database's file sizes and state, read at scrape time."""
+        for file, name in (("db", path), ("wal", f"{path}-wal")):
+            self.db_bytes.labels(file).set_function(partial(_size, name))
+        self.db_writable.set_function(lambda: float(writable()))
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
         self.http_requests[method, route, status] += 1
@@ -101,8 +116,18 @@ class Metrics:
         scrape time: a Prometheus counter takes a lock per increment, several per delivery."""
         self.registry.register(_EngineCollector(source))
 
+    def watch_connections(self, source: ConnectionCounts) -> None:
+        self.registry.register(_ConnectionCollector(source))
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+def _size(path: str) -> float:
+    try:
+        return float(os.stat(path).st_size)
+    except OSError:
+        return 0.0
 
 
 class State:
@@ -145,6 +170,31 @@ class EngineCounts(Protocol):
 
     @property
     def in_flight_by_host(self) -> Mapping[str, int]: ...
+
+
+class ConnectionCounts(Protocol):
+    open: Callable[[], int]
+    shed: int
+    header_timeouts: int
+    malformed: int
+
+
+class _ConnectionCollector(Collector):
+    def __init__(self, source: ConnectionCounts) -> None:
+        self._source = source
+
+    def collect(self) -> Iterator[Metric]:
+        s = self._source
+        yield GaugeMetricFamily("gateway_http_connections", "Open client connections.",
+                                value=s.open())
+        yield CounterMetricFamily("gateway_http_connections_shed",
+                                  "Connections closed because server.max_connections was reached.",
+                                  value=s.shed)
+        yield CounterMetricFamily("gateway_http_header_timeouts",
+                                  "Connections closed for not sending a request head in time.",
+                                  value=s.header_timeouts)
+        yield CounterMetricFamily("gateway_http_malformed_requests",
+                                  "Requests refused by the HTTP parser.", value=s.malformed)
 
 
 class _EngineCollector(Collector):

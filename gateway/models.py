@@ -34,6 +34,13 @@ def new_id(prefix: str, now: float | None = None) -> str:
     return f"{prefix}_{_encode((ms << 80) | int.from_bytes(os.urandom(10), 'big'))}"
 
 
+def first_id_at(prefix: str, ts: float) -> str:
+    """The lowest id new_id or new_monotonic_id can make at or after time ts (their first 48
+    bits are the milliseconds they were made at, never earlier): a lower bound for a range of
+    ids by time."""
+    return f"{prefix}_{_encode(max(0, int(ts * 1000)) << 80)}"
+
+
 _monotonic_lock = threading.Lock()
 _monotonic_last = 0
 # Event and delivery ids need uniqueness and order, not secrecy (every read is checked against
@@ -285,3 +292,4 @@ class DueDelivery(NamedTuple):
     resource_url: str | None
     event_created_at: float
     ordered: bool = False  # recording it may make the hook's next row claimable
+

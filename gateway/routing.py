@@ -1,8 +1,13 @@
 """Topic routing, pure: which hooks' patterns match a topic.
 
 A hook subscribes to patterns: an exact topic name, `prefix.*` (every topic under the prefix)
-or `*` (every topic). A RouteIndex holds one account's hooks and answers match(topic) from
-memory, so publishing fans an event out without a query per event.
+or `*` (every topic). A RouteIndex holds one account's hooks (and the admin hooks of every
+account) and answers match(topic) from memory, so publishing fans an event out without a
+query per event.
+
+The gateway's own topics (`gateway.…`, API.md "Operational events") are reached only by a
+pattern that names them: `*` and `prefix.*` do not match them, so a hook that took every
+contact event does not start receiving the gateway's news about other hooks.
 """
 
 from __future__ import annotations
@@ -11,6 +16,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+OPERATIONAL_PREFIX = "gateway."
+
 
 class Route(NamedTuple):
     """A hook as publishing sees it: what a new delivery row needs from its hook."""
@@ -18,6 +25,12 @@ class Route(NamedTuple):
     hook_id: str
     held: bool  # not active: the row waits without being scanned
     host: str
+    account: str  # the hook's: the event's, or "*" for an admin hook of every account
+
+
+def operational(topic: str) -> bool:
+    """Whether the topic is one of the gateway's own (gateway.…)."""
+    return topic.startswith(OPERATIONAL_PREFIX)
 
 
 def prefix_of(pattern: str) -> str | None:
@@ -29,9 +42,16 @@ def prefix_of(pattern: str) -> str | None:
     return None
 
 
+def prefix_matches(prefix: str, topic: str) -> bool:
+    """Whether a wildcard with this prefix (see prefix_of) matches the topic."""
+    if not topic.startswith(prefix):
+        return False
+    return not operational(topic) or operational(prefix)
+
+
 def matches(pattern: str, topic: str) -> bool:
     prefix = prefix_of(pattern)
-    return topic == pattern if prefix is None else topic.startswith(prefix)
+    return topic == pattern if prefix is None else prefix_matches(prefix, topic)
 
 
 @dataclass(slots=True)
@@ -61,7 +81,7 @@ class RouteIndex:
         if hit is None:
             found = {r.hook_id: r for r in self.exact.get(topic, ())}
             for prefix, route in self.prefixes:
-                if topic.startswith(prefix):
+                if prefix_matches(prefix, topic):
                     found[route.hook_id] = route
             hit = self.memo[topic] = list(found.values())
         return hit

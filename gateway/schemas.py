@@ -130,6 +130,22 @@ SCHEMAS: dict[str, Any] = {
         "response_excerpt": {**STRING, "description": "The first 1 KiB of the answer."}}),
     "DeliveryWithAttempts": {"allOf": [ref("Delivery"), obj({
         "attempt_log": {"type": "array", "items": ref("Attempt")}})]},
+    "Recover": {"type": "object", "required": ["since"], "additionalProperties": False,
+                "properties": {
+                    "since": {**TIME, "description": "Deliveries created at or after this."},
+                    "until": {**TIME, "description": "...and before this (default: no end)."},
+                    "statuses": {"type": "array", "minItems": 1, "default": ["failed"],
+                                 "items": {"enum": ["failed", "delivered", "cancelled"]}}}},
+    "Recovered": obj({"deliveries": {**INTEGER, "description": "How many became pending."}}),
+    "PortalSessionCreate": {"type": "object", "required": ["account"],
+                            "additionalProperties": False, "properties": {
+                                "account": STRING,
+                                "ttl_seconds": {"type": "number", "minimum": 1,
+                                                "maximum": 604800, "default": 3600}}},
+    "PortalSession": obj({
+        "url": {**STRING, "description": "The sign-in link; absolute when server.public_url "
+                                         "is set."},
+        "expires_at": {**TIME, "description": "The link stops working then."}}),
     "WebhookBody": obj({
         "id": {**STRING, "description": "The event's id; the same as the webhook-id header."},
         "type": {**STRING, "description": "The topic."},

@@ -15,8 +15,8 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from gateway.api.common import CLOCK, ENGINE, STORAGE
-from gateway.app import create_app
+from gateway.api.common import CLOCK, STORAGE
+from gateway.app import ENGINE, create_app
 from gateway.auth import generate_key, hash_key
 from gateway.clock import Clock, ManualClock
 from gateway.config import Config, TopicConfig, load_config, with_overrides
@@ -25,6 +25,9 @@ from gateway.models import Role
 from gateway.storage import Storage
 
 TOPICS = ("contact.created", "contact.updated", "contact.deleted", "billing.tier_changed")
+# Always in the catalog, whatever the config says (API.md, "Operational events").
+OPERATIONAL_TOPICS = ("gateway.hook.disabled", "gateway.hook.removed",
+                      "gateway.delivery.exhausted", "gateway.test")
 
 
 async def wait_until(predicate: Callable[[], Any], timeout: float = 10.0,

@@ -370,8 +370,14 @@ async def test_exhaustion_then_manual_retry(start_gateway, receiver: Receiver) -
     assert (d["status"], d["attempts"], d["last_status_code"]) == ("delivered", 5, 204)
     assert len(receiver.deliveries) == 5
     assert {r.headers["webhook-id"] for r in receiver.deliveries} == {published["id"]}
+    # A delivered delivery is sent once more.
     status, body, _ = await gw.call("POST", f"/v1/deliveries/{d['id']}/retry", gw.subscriber)
-    assert status == 422, body
+    assert status == 202, body
+    assert body["status"] == "pending"
+    await gw.engine.run_until_idle()
+    d = await the_delivery(gw, hook["id"])
+    assert (d["status"], d["attempts"]) == ("delivered", 6)
+    assert len(receiver.deliveries) == 6
 
 
 async def test_retrying_a_pending_delivery_keeps_its_schedule(start_gateway,
@@ -690,9 +696,9 @@ async def test_account_isolation(start_gateway, receiver: Receiver) -> None:
     published = await gw.publish()
     await gw.engine.run_until_idle()
     [d] = await deliveries(gw, hook["id"])
-    # (method, path, what the owning account gets: a delivered delivery is not retried)
+    # (method, path, what the owning account gets: a delivered delivery is sent once more)
     paths = [("GET", f"/v1/deliveries/{d['id']}", 200),
-             ("POST", f"/v1/deliveries/{d['id']}/retry", 422),
+             ("POST", f"/v1/deliveries/{d['id']}/retry", 202),
              ("GET", f"/v1/events/{published['id']}", 200),
              ("GET", f"/v1/hooks/{hook['id']}/deliveries", 200)]
     missing = {"GET /v1/deliveries": "/v1/deliveries/dlv_00000000000000000000000000",

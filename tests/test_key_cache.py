@@ -39,6 +39,17 @@ async def _revoke(config: Path, key_id: str) -> None:
     assert rc == 0, err
 
 
+async def _revoke_new_key(config: Path) -> None:
+    """Make a throwaway key and revoke it through the CLI, by the id `keys list` shows (its
+    table lists keys oldest first)."""
+    await create_key(config, "publisher")
+    rc, out, err = await run_gateway("keys", "list", "--config", str(config), cwd=config.parent)
+    assert rc == 0, err
+    newest = out.strip().splitlines()[-1].split()[0]
+    assert newest.startswith("key_"), out
+    await _revoke(config, newest)
+
+
 async def _status(gw: ServeProcess, key: str) -> int:
     status, _ = await gw.call("GET", "/v1/topics", key)
     return status
@@ -54,6 +65,10 @@ async def test_a_key_revoked_with_the_cli_is_refused_by_a_running_serve(
     config = write_config(tmp_path, port)
     key = await create_key(config, "publisher")
     other = await create_key(config, "admin")
+    # Creating a key leaves the marker alone (no process holds a key not yet made); revoking
+    # one writes it, so a key revoked before serve starts leaves a marker to keep or remove.
+    await _revoke_new_key(config)
+    assert (tmp_path / "gateway.db-keys").exists()
     if marker == "missing":
         (tmp_path / "gateway.db-keys").unlink()
     gw = ServeProcess(config, port)

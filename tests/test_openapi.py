@@ -250,6 +250,15 @@ async def test_the_answers_match_the_document(start_gateway: StartGateway,
     await call("GET", f"/v1/deliveries/{gone['id']}", "/v1/deliveries/{id}", sub, expect=200)
     await call("POST", f"/v1/deliveries/{gone['id']}/retry", "/v1/deliveries/{id}/retry", sub,
                expect=202)
+    await call("GET", "/v1/events?topic=contact.created&since=2000-01-01T00:00:00Z",
+               "/v1/events", sub, expect=200)
+    await call("POST", f"/v1/hooks/{bad['id']}/recover", "/v1/hooks/{id}/recover", sub,
+               expect=202, json={"since": "2000-01-01T00:00:00Z", "statuses": ["failed"]})
+    await call("POST", f"/v1/hooks/{hook['id']}/test", "/v1/hooks/{id}/test", sub, expect=202)
+    await call("POST", "/v1/portal/sessions", "/v1/portal/sessions", admin, expect=201,
+               json={"account": "acme", "ttl_seconds": 60})
+    await call("POST", f"/v1/hooks/{hook['id']}/recover", "/v1/hooks/{id}/recover", sub,
+               expect=422, json={"since": "yesterday"})
     # Problems, as documented.
     await call("GET", "/v1/hooks/hook_nope", "/v1/hooks/{id}", sub, expect=404)
     await call("GET", "/v1/keys", "/v1/keys", None, expect=401)
@@ -264,7 +273,9 @@ async def test_the_answers_match_the_document(start_gateway: StartGateway,
             "/healthz", "/readyz", "/openapi.json", "/metrics", "/v1/keys", "/v1/keys/{id}",
             "/v1/topics", "/v1/topics/{name}", "/v1/hooks", "/v1/hooks/{id}",
             "/v1/hooks/{id}/rotate-secret", "/v1/hooks/{id}/deliveries", "/v1/events/{id}",
-            "/v1/deliveries/{id}", "/v1/deliveries/{id}/retry"}} | {("post", "/v1/events")}
+            "/v1/deliveries/{id}", "/v1/deliveries/{id}/retry", "/v1/events",
+            "/v1/hooks/{id}/recover", "/v1/hooks/{id}/test"}} | {
+        ("post", "/v1/events"), ("post", "/v1/portal/sessions")}
 
     # What the targets received: the documented headers and bodies.
     schemas = doc["webhooks"]

@@ -71,10 +71,13 @@ async def test_migrating_an_existing_database_keeps_its_data(tmp_path: Path) -> 
             "old", {"X-A": "1"}, HookStatus.ACTIVE)
         found = await storage.key_by_hash(hash_key(key))
         assert found is not None and found.account == "acme"
-        assert await storage.topic_names() == frozenset({"contact.created"})
+        # ...and the operational topics are added to the catalog.
+        assert await storage.topic_names() == frozenset({
+            "contact.created", "gateway.hook.disabled", "gateway.hook.removed",
+            "gateway.delivery.exhausted", "gateway.test"})
     finally:
         await storage.close()
-    assert {"events", "deliveries", "attempts", "idempotency"} <= tables(path)
+    assert {"events", "deliveries", "attempts", "idempotency", "portal_sessions"} <= tables(path)
 
 
 async def test_reopening_a_current_database_changes_nothing(tmp_path: Path) -> None:

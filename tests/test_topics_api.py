@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from tests.conftest import TOPICS, Gateway
+from tests.conftest import OPERATIONAL_TOPICS, TOPICS, Gateway
 
 StartGateway = Callable[..., Awaitable[Gateway]]
 
@@ -18,9 +18,10 @@ async def test_every_key_reads_the_catalog_from_config(start_gateway: StartGatew
     status, body, resp = await gw.call("GET", "/v1/topics", getattr(gw, who))
     assert status == 200
     assert resp.content_type == "application/json"
-    assert {t["name"] for t in body["data"]} == set(TOPICS)
+    assert {t["name"] for t in body["data"]} == {*TOPICS, *OPERATIONAL_TOPICS}
     for t in body["data"]:
-        assert t == {"name": t["name"], "description": f"{t['name']} happened"}
+        if t["name"] in TOPICS:
+            assert t == {"name": t["name"], "description": f"{t['name']} happened"}
 
 
 async def test_put_creates_then_updates(start_gateway: StartGateway) -> None:
@@ -70,7 +71,7 @@ async def test_bad_names_are_422(start_gateway: StartGateway, name: str) -> None
     assert resp.content_type == "application/problem+json"
     assert body["errors"][0]["field"] == "name"
     _, listing, _ = await gw.call("GET", "/v1/topics", gw.admin)
-    assert len(listing["data"]) == len(TOPICS)
+    assert len(listing["data"]) == len(TOPICS) + len(OPERATIONAL_TOPICS)
 
 
 @pytest.mark.parametrize("name", ["contact", "billing.tier_changed", "a.b_c.d2"])
@@ -113,4 +114,4 @@ async def test_config_topics_are_loaded_again_on_restart(start_gateway: StartGat
     gw2 = await start_gateway()
     _, listing, _ = await gw2.call("GET", "/v1/topics", gw2.admin)
     names = {t["name"] for t in listing["data"]}
-    assert names == {*TOPICS, "extra.topic"}
+    assert names == {*TOPICS, *OPERATIONAL_TOPICS, "extra.topic"}

@@ -1,4 +1,4 @@
-"""Publishing events (single or an atomic batch, idempotent) and reading one back."""
+"""Publishing events (single or an atomic batch, idempotent), listing them, reading one back."""
 
 from __future__ import annotations
 
@@ -10,16 +10,20 @@ from aiohttp import web
 from gateway.api.common import (
     CLOCK,
     CONFIG,
-    ENGINE,
+    LOOP,
     METRICS,
     STORAGE,
     account_name,
     expect_object,
     json_response,
+    make_cursor,
+    page_params,
     principal,
     read_json,
+    rfc3339,
 )
-from gateway.errors import FieldError, NotFound, PayloadTooLarge, Unprocessable
+from gateway.config import TOPIC_NAME
+from gateway.errors import FieldError, Forbidden, NotFound, PayloadTooLarge, Unprocessable
 from gateway.models import Role
 from gateway.storage import NewEvent
 
@@ -56,7 +60,13 @@ def _parse_event(body: Any, known: frozenset[str], header_key: str | None) -> Ne
     key = body.get("idempotency_key", header_key)
     if key is not None and (not isinstance(key, str) or not 1 <= len(key) <= 255):
         raise Unprocessable.field("idempotency_key", "must be a string of 1-255 characters")
-    return NewEvent(account, topic, orjson.dumps(body.get("data")), resource_url, key)
+    try:
+        data = orjson.dumps(body.get("data"))
+    except orjson.JSONEncodeError:
+        # orjson reads 1,024 levels but writes 254; data is written at once, so deeper data is
+        # refused here rather than failing as it is stored.
+        raise Unprocessable.field("data", "is nested more than 254 levels deep") from None
+    return NewEvent(account, topic, data, resource_url, key)
 
 
 @routes.post("/v1/events")
@@ -82,8 +92,8 @@ async def publish(request: web.Request) -> web.Response:
         app[METRICS].events_published += fresh
         # Deliveries held by paused hooks cannot be claimed: waking the loop for them would
         # cost a claim transaction per publish for nothing (resuming the hook wakes it).
-        if ENGINE in app and any(r.due for r in results):
-            app[ENGINE].wake()
+        if LOOP in app and any(r.due for r in results):
+            app[LOOP].wake()
     if isinstance(body, list):
         return json_response({"data": [r.public() for r in results]}, status=202)
     return json_response(results[0].public(), status=202)
@@ -96,3 +106,25 @@ async def get_event(request: web.Request) -> web.Response:
         raise NotFound("no such event")
     event, counts = found
     return json_response(event.public(counts))
+
+
+@routes.get("/v1/events")
+async def list_events(request: web.Request) -> web.Response:
+    p = principal(request)
+    q = request.query
+    limit, cursor = page_params(request)
+    account = account_name(q["account"]) if "account" in q else None
+    if p.role is Role.SUBSCRIBER:
+        if account is not None and account != p.account:
+            raise Forbidden("a subscriber key may only read its own account's events")
+        account = p.account
+    topic = q.get("topic") or None
+    if topic is not None and not TOPIC_NAME.match(topic):
+        raise Unprocessable.field("topic", f"{topic!r} is not a topic name")
+    since = rfc3339(q["since"], "since") if "since" in q else None
+    until = rfc3339(q["until"], "until") if "until" in q else None
+    storage = request.app[STORAGE]
+    items, last = await storage.list_events(account, topic, since, until, limit, cursor)
+    counts = await storage.delivery_counts([e.id for e in items])
+    return json_response({"data": [e.public(counts[e.id]) for e in items],
+                          "next_cursor": make_cursor(last)})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from gateway.api.common import CLOCK, CONFIG, ENGINE, METRICS, STORAGE, json_response, principal
+from gateway.api.common import CLOCK, CONFIG, LOOP, METRICS, STORAGE, json_response, principal
 from gateway.models import Role
 from gateway.openapi import openapi_document
 
@@ -20,12 +20,15 @@ async def healthz(request: web.Request) -> web.Response:
 @routes.get("/readyz")
 async def readyz(request: web.Request) -> web.Response:
     checks: dict[str, str] = {}
+    storage = request.app[STORAGE]
     try:
-        checks["database"] = "ok" if await request.app[STORAGE].ping() else "failing"
+        checks["database"] = "ok" if await storage.ping() else "failing"
     except Exception:
         checks["database"] = "failing"
-    engine = request.app.get(ENGINE)
-    checks["delivery_loop"] = "ok" if engine is not None and engine.running else "stopped"
+    if checks["database"] == "ok" and not storage.writable:
+        checks["database"] = "unwritable"
+    loop = request.app.get(LOOP)
+    checks["delivery_loop"] = "ok" if loop is not None and loop.running else "stopped"
     ready = all(v == "ok" for v in checks.values())
     return json_response({"status": "ok" if ready else "unavailable", "checks": checks},
                          status=200 if ready else 503)

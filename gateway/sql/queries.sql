@@ -44,9 +44,10 @@ SELECT * FROM hooks WHERE deleted_at IS NULL AND id > ? ORDER BY id LIMIT ?;
 SELECT * FROM hooks WHERE deleted_at IS NULL AND account = ? AND id > ? ORDER BY id LIMIT ?;
 
 -- name: hook_index_account
--- What publishing needs to fan an event out: every hook of the account that can still receive.
-SELECT id, topics, status, host FROM hooks
-WHERE account = ? AND deleted_at IS NULL AND status != 'removed';
+-- What publishing needs to fan an event out: every hook of the account that can still receive,
+-- and the admin hooks of every account ("*").
+SELECT id, topics, status, host, account FROM hooks
+WHERE account IN (?, '*') AND deleted_at IS NULL AND status != 'removed';
 
 -- name: hook_update
 -- A hook's changeable settings; a NULL parameter keeps the column as it is (none is nullable).
@@ -57,7 +58,10 @@ UPDATE hooks SET target_url = COALESCE(?, target_url), host = COALESCE(?, host),
 WHERE id = ?;
 
 -- name: hook_delete
-UPDATE hooks SET deleted_at = ?, updated_at = ? WHERE id = ? AND deleted_at IS NULL;
+-- Its secrets go at once; the row stays until the pruner has removed its deliveries.
+UPDATE hooks SET deleted_at = ?, updated_at = ?, secret = '', old_secret = NULL,
+       old_secret_expires_at = NULL
+WHERE id = ? AND deleted_at IS NULL;
 
 -- name: hook_set_held
 -- A hook that is not active holds its pending deliveries out of the due index.
@@ -90,7 +94,7 @@ WHERE id IN (SELECT id FROM ids) AND (consecutive_failures != 0 OR failing_since
 UPDATE hooks SET consecutive_failures = ?, failing_since = ? WHERE id = ?;
 
 -- name: hook_failure_state
-SELECT consecutive_failures, failing_since, status, account FROM hooks WHERE id = ?;
+SELECT consecutive_failures, failing_since, status, account, target_url FROM hooks WHERE id = ?;
 
 -- name: hook_set_status
 UPDATE hooks SET status = ?, updated_at = ? WHERE id = ?;
@@ -121,7 +125,10 @@ VALUES (?, ?, ?, ?, ?, ?, ?);
 SELECT id, account, topic, sequence, data, resource_url, created_at FROM events WHERE id = ?;
 
 -- name: event_delivery_counts
-SELECT status, COUNT(*) FROM deliveries WHERE event_id = ? GROUP BY status;
+-- The deliveries of the event's own account: not those of admin hooks of every account ("*"),
+-- which its subscribers must not learn of. Parameters: the event's id, twice.
+SELECT status, COUNT(*) FROM deliveries
+WHERE event_id = ? AND account = (SELECT account FROM events WHERE id = ?) GROUP BY status;
 
 -- name: delivery_insert
 -- Rows of (id, event_id, hook_id, account, topic, sequence, held, next_attempt_at, created_at,
@@ -146,13 +153,14 @@ SELECT at, status_code, error, duration_ms, response_excerpt FROM attempts
 WHERE delivery_id = ? ORDER BY at, rowid;
 
 -- name: delivery_retry
--- A manual retry: one more attempt now, whatever the schedule said. Only a failed delivery
--- gets the single manual attempt; a pending one keeps the retries it has left.
+-- A manual retry: one more attempt now, whatever the schedule said. Only a failed or delivered
+-- delivery gets the single manual attempt (a delivered one is sent once more); a pending one
+-- keeps the retries it has left.
 UPDATE deliveries SET status = 'pending', next_attempt_at = ?, updated_at = ?,
-       manual = CASE WHEN status = 'failed' THEN 1 ELSE manual END,
+       manual = CASE WHEN status IN ('failed', 'delivered') THEN 1 ELSE manual END,
        held = (SELECT CASE WHEN h.status = 'active' THEN 0 ELSE 1 END FROM hooks h
                WHERE h.id = deliveries.hook_id)
-WHERE id = ? AND status IN ('pending', 'failed');
+WHERE id = ? AND status IN ('pending', 'failed', 'delivered');
 
 -- name: claim_candidates
 -- Due deliveries, oldest first, skipping hosts that are at their bound. An ordered hook offers
@@ -162,7 +170,10 @@ WHERE id = ? AND status IN ('pending', 'failed');
 -- The event's time goes as whole microseconds: the claim also travels as JSON
 -- (claim_candidates_json), which keeps 15 digits of a REAL, and both ways must give the same
 -- value. Three variants follow, written out: keep the four the same but for what they say.
-SELECT d.id, d.event_id, d.hook_id, d.account, d.topic, d.sequence, d.attempts, d.manual, d.host,
+-- The account is the event's (a delivery of an admin hook of every account has "*"); the
+-- attempts are those of the current set of retries (a recovered delivery starts over).
+SELECT d.id, d.event_id, d.hook_id, e.account, d.topic, d.sequence, d.attempts - d.retry_from,
+       d.manual, d.host,
        e.data, e.resource_url, CAST(round(e.created_at * 1000000) AS INTEGER)
 FROM deliveries d INDEXED BY deliveries_due
 JOIN hooks h ON h.id = d.hook_id
@@ -181,7 +192,8 @@ LIMIT ?;
 -- name: claim_candidates_of_host
 -- claim_candidates for one host with room (parameters now, host, limit), on the index by host:
 -- what a claim past a wall of full hosts' rows runs, host by host.
-SELECT d.id, d.event_id, d.hook_id, d.account, d.topic, d.sequence, d.attempts, d.manual, d.host,
+SELECT d.id, d.event_id, d.hook_id, e.account, d.topic, d.sequence, d.attempts - d.retry_from,
+       d.manual, d.host,
        e.data, e.resource_url, CAST(round(e.created_at * 1000000) AS INTEGER)
 FROM deliveries d INDEXED BY deliveries_due_by_host
 JOIN hooks h ON h.id = d.hook_id
@@ -203,7 +215,8 @@ LIMIT ?;
 -- loop once per row. (c9, the event's data, is a BLOB, which JSON cannot hold: as text it is
 -- the JSON itself.) On the loop the plain rows are cheaper (no JSON built and parsed again).
 WITH claim(c0, c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11) AS (
-SELECT d.id, d.event_id, d.hook_id, d.account, d.topic, d.sequence, d.attempts, d.manual, d.host,
+SELECT d.id, d.event_id, d.hook_id, e.account, d.topic, d.sequence, d.attempts - d.retry_from,
+       d.manual, d.host,
        e.data, e.resource_url, CAST(round(e.created_at * 1000000) AS INTEGER)
 FROM deliveries d INDEXED BY deliveries_due
 JOIN hooks h ON h.id = d.hook_id
@@ -224,7 +237,8 @@ SELECT json_group_array(json_array(c0, c1, c2, c3, c4, c5, c6, c7, c8, CAST(c9 A
 -- name: claim_candidates_of_host_json
 -- claim_candidates_of_host as one JSON row (see claim_candidates_json).
 WITH claim(c0, c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11) AS (
-SELECT d.id, d.event_id, d.hook_id, d.account, d.topic, d.sequence, d.attempts, d.manual, d.host,
+SELECT d.id, d.event_id, d.hook_id, e.account, d.topic, d.sequence, d.attempts - d.retry_from,
+       d.manual, d.host,
        e.data, e.resource_url, CAST(round(e.created_at * 1000000) AS INTEGER)
 FROM deliveries d INDEXED BY deliveries_due_by_host
 JOIN hooks h ON h.id = d.hook_id
@@ -318,10 +332,12 @@ FROM r
 WHERE deliveries.id = r.id;
 
 -- name: event_list
--- Events newest first (ids sort by time): (before id, topic, topic, since, since, until,
--- until, limit); a NULL filter is no filter.
+-- Events newest first (ids sort by time): (before id, lowest id, topic, topic, since, since,
+-- until, until, limit); a NULL filter is no filter. The lowest id is the first `since` allows
+-- (an id begins with the millisecond it was made in, never before its row's created_at, see
+-- models.first_id_at), so the primary key bounds the walk too.
 SELECT id, account, topic, sequence, data, resource_url, created_at FROM events
-WHERE id < ? AND (? IS NULL OR topic = ?) AND (? IS NULL OR created_at >= ?)
+WHERE id < ? AND id >= ? AND (? IS NULL OR topic = ?) AND (? IS NULL OR created_at >= ?)
   AND (? IS NULL OR created_at < ?)
 ORDER BY id DESC LIMIT ?;
 
@@ -330,6 +346,96 @@ ORDER BY id DESC LIMIT ?;
 -- pay for it on every event, and the primary key read newest first finds a busy account's
 -- page at once.
 SELECT id, account, topic, sequence, data, resource_url, created_at FROM events
-WHERE account = ? AND id < ? AND (? IS NULL OR topic = ?) AND (? IS NULL OR created_at >= ?)
+WHERE account = ? AND id < ? AND id >= ? AND (? IS NULL OR topic = ?) AND (? IS NULL OR created_at >= ?)
   AND (? IS NULL OR created_at < ?)
 ORDER BY id DESC LIMIT ?;
+
+-- name: prune_deliveries_pick
+-- Final deliveries made before the cutoff (ids sort by time: the primary key's range) and not
+-- changed since, past the cursor: (after id, before id, cutoff, limit). A claimed row is in
+-- flight and waits for its record.
+SELECT id FROM deliveries
+WHERE id > ? AND id < ? AND status != 'pending' AND claimed = 0 AND updated_at <= ?
+ORDER BY id LIMIT ?;
+
+-- name: prune_deleted_hooks_deliveries_pick
+-- The deliveries of deleted hooks, whatever their age (deleting cancelled the pending ones).
+SELECT d.id FROM hooks h JOIN deliveries d ON d.hook_id = h.id
+WHERE h.deleted_at IS NOT NULL AND d.status != 'pending' AND d.claimed = 0
+LIMIT ?;
+
+-- name: prune_attempts
+-- The attempts of deliveries given as a JSON array of ids.
+DELETE FROM attempts WHERE delivery_id IN (SELECT value FROM json_each(?));
+
+-- name: prune_deliveries
+-- Deliveries given as a JSON array of ids.
+DELETE FROM deliveries WHERE id IN (SELECT value FROM json_each(?));
+
+-- name: prune_events_pick
+-- Events made before the cutoff with no delivery left (so none pending), past the cursor:
+-- (after id, before id, cutoff, limit).
+SELECT e.id FROM events e
+WHERE e.id > ? AND e.id < ? AND e.created_at <= ?
+  AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = e.id)
+ORDER BY e.id LIMIT ?;
+
+-- name: prune_events
+-- Events given as a JSON array of ids.
+DELETE FROM events WHERE id IN (SELECT value FROM json_each(?));
+
+-- name: prune_hooks
+-- Deleted hooks none of whose deliveries is left.
+DELETE FROM hooks WHERE deleted_at IS NOT NULL
+AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.hook_id = hooks.id);
+
+-- name: secrets_expire
+-- A rotated-out secret past its window is cleared.
+UPDATE hooks SET old_secret = NULL, old_secret_expires_at = NULL
+WHERE old_secret IS NOT NULL AND old_secret_expires_at <= ?;
+
+-- ==== Portal sessions, recovery and operational events (issue 16) ====
+
+-- name: portal_session_insert
+INSERT INTO portal_sessions (token_hash, account, expires_at, created_at) VALUES (?, ?, ?, ?);
+
+-- name: portal_session_get
+-- Looked up by hash; the caller compares the hash again in constant time.
+SELECT token_hash, account, expires_at FROM portal_sessions WHERE token_hash = ?;
+
+-- name: portal_session_delete
+DELETE FROM portal_sessions WHERE token_hash = ?;
+
+-- name: portal_session_purge
+DELETE FROM portal_sessions WHERE expires_at <= ?;
+
+-- name: event_list_counts
+-- The delivery counts of many events (their ids as a JSON array), of each event's own account
+-- as in event_delivery_counts.
+SELECT d.event_id, d.status, COUNT(*) FROM deliveries d JOIN events e ON e.id = d.event_id
+WHERE d.event_id IN (SELECT value FROM json_each(?)) AND d.account = e.account
+GROUP BY d.event_id, d.status;
+
+-- name: recover_select
+-- The next of a hook's deliveries to recover, in their original order: created in
+-- [since, until), status among the JSON array given, after the last id of the previous batch.
+SELECT id FROM deliveries INDEXED BY deliveries_by_hook
+WHERE hook_id = ? AND id > ? AND created_at >= ? AND created_at < ?
+  AND status IN (SELECT value FROM json_each(?))
+ORDER BY id LIMIT ?;
+
+-- name: recover_update
+-- Back to pending with a fresh set of retries (the schedule counts from retry_from); held when
+-- the hook is not active. Parameters: now twice, held, ids as a JSON array.
+UPDATE deliveries SET status = 'pending', manual = 0, claimed = 0, retry_from = attempts,
+       next_attempt_at = ?, updated_at = ?, held = ?
+WHERE id IN (SELECT value FROM json_each(?));
+
+-- name: delivery_exhausted
+-- What gateway.delivery.exhausted says about a delivery that has just failed for good.
+SELECT id, hook_id, event_id, topic, attempts, last_status_code, account, status
+FROM deliveries WHERE id = ?;
+
+-- name: hook_route
+-- The hook a test event goes to: its delivery row's held flag, host and account.
+SELECT id, status, host, account FROM hooks WHERE id = ? AND deleted_at IS NULL;

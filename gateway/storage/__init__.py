@@ -13,6 +13,11 @@ Laid out the way procrastinate splits its connector from its manager:
     events.py      EventStore: publishing (group commit), reading events
     deliveries.py  DeliveryStore: reading and retrying deliveries
     claims.py      ClaimStore: claims and attempts, applying gateway.health's verdicts
+    operational.py operational events, published inside the transaction of their change
+    recovery.py    RecoveryStore: a hook's deliveries back to pending, test events
+    portal.py      PortalStore: portal sign-in sessions by token hash
+    views.py       ViewStore: the aggregates behind the portal's charts and operator pages
+    retention.py   RetentionStore: what the pruner deletes, a small transaction at a time
     values.py      what the verbs take and give (NewEvent, Published, Claim, …), any backend
     backend.py     Backend: the Protocol of every verb
     sqlite.py      Storage: the SQLite backend, the stores over one connector
@@ -26,10 +31,16 @@ A backend implements backend.Backend:
     topics     put_topics, list_topics, known_topics, topic_names
     hooks      create_hook, get_hook, list_hooks, update_hook, delete_hook, rotate_secret,
                hook_counts
-    events     publish, get_event, list_events, purge_idempotency
+    events     publish, get_event, list_events, delivery_counts, purge_idempotency
     deliveries get_delivery, list_deliveries, retry_delivery, pending_count
+    recovery   recover_deliveries, publish_test_event
+    portal     create_portal_session, portal_session, delete_portal_session,
+               purge_portal_sessions
+    views      hook_attempts_by_bucket, last_failures, attempts_by_bucket, backlog_by_host,
+               troubled_hooks, account_summaries
     claims     reset_claims, release_claims, claim_due, next_due_at, due_backlog,
                record_attempts
+    retention  prune
 with the values of values.py, and reuses routing, health and rows' models. Another backend
 (PostgreSQL) goes beside sqlite.py with its own connector and stores.
 """

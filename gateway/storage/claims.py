@@ -10,8 +10,9 @@ from typing import Any
 import orjson
 
 from gateway import health
-from gateway.models import DeliveryStatus, DueDelivery, HookStatus
-from gateway.storage import rows
+from gateway.models import DeliveryStatus, HookStatus, iso
+from gateway.outcome import Outcome
+from gateway.storage import operational, rows
 from gateway.storage.connector import SqliteConnector, execute_rows
 from gateway.storage.hooks import HookMemory
 from gateway.storage.queries import Q
@@ -83,22 +84,7 @@ class ClaimStore:
         # (The claim's join with hooks and this read are one transaction: every row's hook is
         # there.)
         cfgs = self._mem.configs(c, {r[2] for r in found})
-        taken: list[DueDelivery] = []
-        room: dict[str, int] = {}
-        due = rows.due_delivery
-        # Rows of a host with less room than the limit are passed over here, not in SQL.
-        for r in found:
-            host = r[8]
-            left = room.get(host)
-            if left is None:
-                left = claim.host_room.get(host, claim.default_room)
-            if left <= 0:
-                room[host] = 0
-                continue
-            room[host] = left - 1
-            taken.append(due(r, cfgs[r[2]], now))
-            if len(taken) >= limit:
-                break
+        taken = rows.due_deliveries(found, cfgs, claim.host_room, claim.default_room, limit, now)
         if taken:
             execute_rows(c, "claim_mark", [(d.id,) for d in taken])
         self.claim_transactions += 1
@@ -118,8 +104,10 @@ class ClaimStore:
         return int(found[0][0])
 
     def _apply_health(self, c: sqlite3.Connection, results: Sequence[AttemptResult],
-                      now: float, policy: health.HealthPolicy, summary: RecordSummary) -> None:
-        """Each hook's streak judged by gateway.health, and its verdict written."""
+                      now: float, policy: health.HealthPolicy, summary: RecordSummary,
+                      ops: list[operational.OperationalEvent]) -> None:
+        """Each hook's streak judged by gateway.health, and its verdict written (and announced,
+        in ops)."""
         by_hook: dict[str, list[AttemptResult]] = {}
         for r in results:
             by_hook.setdefault(r.hook_id, []).append(r)
@@ -139,6 +127,8 @@ class ClaimStore:
                 summary.final["failed"] = summary.final.get("failed", 0) + n
                 summary.removed_hooks.append(hook_id)
                 self._mem.forget(st[3])
+                ops.append(operational.OperationalEvent(st[3], operational.REMOVED, {
+                    "hook_id": hook_id, "target_url": st[4]}, hook_id))
             elif v.action is health.Action.RESET:
                 ok.append((hook_id,))
             elif v.action in (health.Action.COUNT, health.Action.DISABLE):
@@ -148,6 +138,9 @@ class ClaimStore:
                     c.execute(Q["hook_set_held"], (1, hook_id))
                     summary.disabled_hooks.append(hook_id)
                     self._mem.forget(st[3])
+                    ops.append(operational.OperationalEvent(st[3], operational.DISABLED, {
+                        "hook_id": hook_id, "target_url": st[4],
+                        "failing_since": iso(v.failing_since), "failures": v.failures}, hook_id))
         execute_rows(c, "hook_success", ok)
 
     async def record_attempts(self, results: Sequence[AttemptResult], now: float, *,
@@ -167,10 +160,18 @@ class ClaimStore:
                 (r.delivery_id, r.attempt.status_code,
                  r.next_attempt_at if r.next_attempt_at is not None else now,
                  r.status.value, now) for r in results])
+            exhausted: list[AttemptResult] = []
             for r in results:
                 if r.status is not DeliveryStatus.PENDING:
                     summary.final[r.status.value] = summary.final.get(r.status.value, 0) + 1
-            self._apply_health(c, results, now, policy, summary)
+                    if r.outcome is Outcome.FAILED:
+                        exhausted.append(r)
+            ops = operational.exhausted(c, exhausted) if exhausted else []
+            self._apply_health(c, results, now, policy, summary, ops)
+            if ops:
+                # In this transaction: the change and the news of it commit together.
+                summary.published_due += sum(
+                    p.due for p in operational.publish(c, self._mem, ops, now))
             if then_claim is not None:
                 summary.claimed = self._claim_tx(c, then_claim)
 

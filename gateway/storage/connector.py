@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
+import os
 import sqlite3
 import sys
 import threading
@@ -26,7 +28,7 @@ from typing import Any, TypeVar
 
 import aiosqlite
 
-from gateway.errors import StorageError
+from gateway.errors import DatabaseUnavailable, StorageError
 from gateway.logs import get_logger
 from gateway.storage.queries import MIGRATIONS, ROW_CHUNKS, SCHEMA_VERSION, rows_query
 
@@ -60,6 +62,53 @@ def tune_interpreter() -> None:
 # two are C callables that hand the value back unchanged.
 sqlite3.register_adapter(bytes, bytes)
 sqlite3.register_adapter(type(None), {}.get)  # type: ignore[arg-type]
+
+
+# SQLite's primary result codes that mean "cannot write now", not "this request is wrong":
+# the request is answered 503 and the gateway recovers by itself once writes succeed again.
+_UNWRITABLE = {
+    5: "locked by another process",  # SQLITE_BUSY, past busy_timeout
+    6: "locked",  # SQLITE_LOCKED
+    8: "read-only",  # SQLITE_READONLY
+    10: "input/output error",  # SQLITE_IOERR (disk full shows as this too, mid-write)
+    13: "disk full",  # SQLITE_FULL
+    14: "cannot open a file",  # SQLITE_CANTOPEN (e.g. the WAL, on a full disk)
+}
+RECOVERY_EVERY = 1.0  # seconds between tries to write again while the database cannot
+# The write-ahead log is cut back to this size whenever a checkpoint lets it start over (it is
+# reused from its start, but never shrinks otherwise: a burst would keep its peak for good).
+JOURNAL_SIZE_LIMIT = 16 * 1024 * 1024
+
+
+def unwritable_reason(exc: BaseException) -> str | None:
+    """Why exc means the database cannot write now; None for any other error."""
+    if isinstance(exc, sqlite3.Error):
+        code = getattr(exc, "sqlite_errorcode", None)
+        if code is not None:
+            return _UNWRITABLE.get(code & 0xFF)
+        text = str(exc)
+        for words, reason in (("disk is full", "disk full"), ("locked", "locked"),
+                              ("readonly", "read-only"), ("disk I/O", "input/output error")):
+            if words in text:
+                return reason
+        return None
+    if isinstance(exc, OSError):
+        return exc.strerror or "cannot write a file"
+    return None
+
+
+def create_private(path: str) -> None:
+    """Create the database file readable by its owner only, if it does not exist: SQLite gives
+    its -wal and -shm files the database file's mode, so they are private too (SQLite itself
+    would create all three 0644, less the umask)."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    except OSError:
+        return  # (SQLite's own open says why, e.g. a read-only directory)
+    os.fchmod(fd, 0o600)  # whatever the umask
+    os.close(fd)
 
 
 class _LockHeld(Exception):
@@ -108,12 +157,17 @@ class SqliteConnector:
         self._commits_since_checkpoint = 0
         self._rows_since_checkpoint = 0
         self._checkpointing: asyncio.Task[None] | None = None
+        # Whether writes succeed; while they do not, a task tries again every RECOVERY_EVERY.
+        self.writable = True
+        self.unwritable_reason = ""
+        self._recovery: asyncio.Task[None] | None = None
 
     # -- lifecycle -----------------------------------------------------------------------------
 
     async def open(self, *, max_version: int | None = None) -> None:
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            create_private(self.path)
         self._loop_thread = threading.get_ident()
         try:
             # Used from the event loop too (see tx), never at the same time as its thread.
@@ -145,6 +199,10 @@ class SqliteConnector:
             raise
 
     async def close(self) -> None:
+        if self._recovery is not None:
+            self._recovery.cancel()
+            await asyncio.gather(self._recovery, return_exceptions=True)
+            self._recovery = None
         if self._checkpointing is not None:
             await asyncio.gather(self._checkpointing, return_exceptions=True)
         for conn in (self.reader, self._w):
@@ -171,6 +229,11 @@ class SqliteConnector:
         # Checkpoints run in the writer's thread (_maybe_checkpoint), never in a commit that
         # happens to run on the event loop, where copying pages and syncing would stall it.
         c.execute("PRAGMA wal_autocheckpoint = 0")
+        c.execute(f"PRAGMA journal_size_limit = {JOURNAL_SIZE_LIMIT}")
+        # What an earlier run left in the log goes into the database now, and the log is
+        # cut to nothing: on a disk that was full, this is what gives its space back.
+        with contextlib.suppress(sqlite3.Error):
+            c.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
 
     def _migrate(self, c: sqlite3.Connection, max_version: int | None) -> None:
         current = c.execute("PRAGMA user_version").fetchone()[0]
@@ -275,13 +338,22 @@ class SqliteConnector:
     def _inline_ok(self) -> bool:
         return self.inline and self._w is not None and self._in_thread == 0
 
-    async def tx(self, fn: Callable[[sqlite3.Connection], T], *, relaxed: bool = False) -> T:
+    async def tx(self, fn: Callable[[sqlite3.Connection], T], *, relaxed: bool = False,
+                 background: bool = False) -> T:
         """Run fn as one write transaction. `relaxed` is for the delivery loop's bookkeeping
         (claims, attempt records): losing its last commits to a power cut only means a
         delivery is sent again, which at-least-once allows, so it skips the commit's fsync.
         Publishing and the API's writes keep the configured level: their answer promises
         the data is on disk. NORMAL still syncs checkpoints, so it never endangers data that
-        an earlier FULL commit made durable."""
+        an earlier FULL commit made durable. `background` (the pruner's deletes) is relaxed
+        too, and always runs in the thread: it must not hold the event loop. A transaction
+        that fails is rolled back whole; DatabaseUnavailable says the database cannot write."""
+        relaxed = relaxed or background
+        if relaxed and not self.writable:
+            # The delivery loop's and the pruner's work waits while the recovery probe finds
+            # out when writes succeed again: on a locked database each would otherwise wait
+            # out the busy timeout in turn, in the one writer thread, ahead of the requests.
+            raise DatabaseUnavailable(self.unwritable_reason)
         relax = relaxed and self.synchronous == "full"
 
         def run(c: sqlite3.Connection, inline: bool = False) -> T:
@@ -297,15 +369,19 @@ class SqliteConnector:
                     c.execute("PRAGMA synchronous = FULL")
 
         self._count_commit()
-        if relaxed and self._inline_ok():
-            # Right here on the event loop while the writer's thread is idle: a claim or a
-            # batch of attempt records is a millisecond or two of SQLite, and handing it to
-            # the thread cost more (a hop each way, and the GIL passed back and forth while
-            # the loop is busy sending). Relaxed commits do not sync.
-            assert self._w is not None
-            with contextlib.suppress(_LockHeld):
-                return run(self._w._conn, inline=True)
-        return await self.run(run)
+        try:
+            if relaxed and not background and self._inline_ok():
+                # Right here on the event loop while the writer's thread is idle: a claim or a
+                # batch of attempt records is a millisecond or two of SQLite, and handing it to
+                # the thread cost more (a hop each way, and the GIL passed back and forth while
+                # the loop is busy sending). Relaxed commits do not sync.
+                assert self._w is not None
+                with contextlib.suppress(_LockHeld):
+                    return run(self._w._conn, inline=True)
+            return await self.run(run)
+        except (sqlite3.Error, OSError) as exc:
+            # Nothing of it is stored (rolled back); DatabaseUnavailable if it cannot write.
+            raise self._failed(exc) from None
 
     async def tx_split(self, fn: Callable[[sqlite3.Connection], tuple[T, Tail | None]]) -> T:
         """A durable write transaction in two parts. fn runs on the event loop when the
@@ -325,17 +401,85 @@ class SqliteConnector:
             return out
 
         self._count_commit()
-        if self._inline_ok():
-            assert self._w is not None
-            c = self._w._conn
+        try:
+            if self._inline_ok():
+                assert self._w is not None
+                c = self._w._conn
+                try:
+                    self._begin(c, True)
+                except _LockHeld:
+                    return await self.run(whole)
+                out, tail = self._body(c, fn)
+                await self.run(lambda c: self._finish(c, tail))
+                return out
+            return await self.run(whole)
+        except (sqlite3.Error, OSError) as exc:
+            raise self._failed(exc) from None
+
+    # -- when the database cannot write --------------------------------------------------------
+
+    def _failed(self, exc: sqlite3.Error | OSError) -> BaseException:
+        """The error a failed write transaction raises: DatabaseUnavailable (and the state
+        changes, logged once) when the database cannot write; exc itself otherwise."""
+        reason = unwritable_reason(exc)
+        if reason is None:
+            return exc
+        if self.writable:
+            self.writable = False
+            self.unwritable_reason = reason
+            log.warning("database_unwritable", reason=reason, error=str(exc),
+                        database=self.path)
+        if self._recovery is None or self._recovery.done():
+            # In a context of its own: not the request's that failed (its ids would be on
+            # the database_writable line).
+            self._recovery = asyncio.get_running_loop().create_task(
+                self._recover(), context=contextvars.Context())
+        return DatabaseUnavailable(reason)
+
+    def _recovered(self) -> None:
+        self.writable = True
+        self.unwritable_reason = ""
+        log.info("database_writable", database=self.path)
+
+    def mark_unwritable(self, exc: sqlite3.Error | OSError) -> DatabaseUnavailable | None:
+        """For a write outside tx() (the key marker file): the same state change; the error to
+        raise, or None when exc does not mean the database cannot write."""
+        err = self._failed(exc)
+        return err if isinstance(err, DatabaseUnavailable) else None
+
+    def _probe_write(self, c: sqlite3.Connection) -> None:
+        """Checkpoint what the log holds back into the database and cut the log to nothing
+        (on a disk that was full, that is what frees space), then write one page: the
+        schema version, set to what it is."""
+        with contextlib.suppress(sqlite3.Error):
+            c.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+        c.execute("BEGIN IMMEDIATE")
+        try:
+            version = c.execute("PRAGMA user_version").fetchone()[0]
+            c.execute(f"PRAGMA user_version = {int(version)}")
+            c.execute("COMMIT")
+        except BaseException:
+            if c.in_transaction:
+                c.execute("ROLLBACK")
+            raise
+
+    async def _recover(self) -> None:
+        """While writes fail, try one every RECOVERY_EVERY; the first that succeeds ends it.
+        Only this probe says the database is writable again (a claim that happens to fit in
+        the log's free pages while publishes do not would make the state flap)."""
+        while not self.writable:
+            await asyncio.sleep(RECOVERY_EVERY)
+            if self._w is None:
+                return
             try:
-                self._begin(c, True)
-            except _LockHeld:
-                return await self.run(whole)
-            out, tail = self._body(c, fn)
-            await self.run(lambda c: self._finish(c, tail))
-            return out
-        return await self.run(whole)
+                await self.run(self._probe_write)
+            except (sqlite3.Error, OSError) as exc:
+                reason = unwritable_reason(exc)
+                if reason is not None:
+                    self.unwritable_reason = reason
+                continue
+            if not self.writable:
+                self._recovered()
 
     def _maybe_checkpoint(self) -> None:
         """Move the WAL's pages into the database now and then (automatic checkpoints are

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from collections.abc import Sequence
 from functools import partial
 from typing import Any
 
 import orjson
 
-from gateway.models import Event, new_monotonic_ids
+from gateway.errors import DatabaseUnavailable
+from gateway.models import Event, first_id_at, new_monotonic_ids
 from gateway.storage import rows
 from gateway.storage.connector import SqliteConnector, Tail, execute_rows
 from gateway.storage.hooks import HookMemory
@@ -71,10 +73,12 @@ class EventStore:
                 self._db.count_rows(sum(len(ps) + sum(p.deliveries for p in ps)
                                         for ps in results))
             except Exception as exc:
-                # One bad request must not sink its neighbours: retry each on its own.
-                if len(batch) == 1:
-                    if not batch[0][2].done():
-                        batch[0][2].set_exception(exc)
+                # One bad request must not sink its neighbours: retry each on its own. When
+                # the database cannot write, none would succeed: all are answered at once.
+                if len(batch) == 1 or isinstance(exc, DatabaseUnavailable):
+                    for _, _, fut in batch:
+                        if not fut.done():
+                            fut.set_exception(exc)
                     continue
                 for item in batch:
                     try:
@@ -131,9 +135,9 @@ class EventStore:
                 seqs[ev.account] = seq
                 eid = next(eids)
                 ev_rows.append((eid, ev.account, ev.topic, seq, ev.data_json, ev.resource_url, now))
-                for hook_id, held, host in matches:
-                    dl_rows.append((next(dids), eid, hook_id, ev.account, ev.topic, seq, int(held),
-                                    now, now, now, host))
+                for hook_id, held, host, hook_account in matches:
+                    dl_rows.append((next(dids), eid, hook_id, hook_account, ev.topic, seq,
+                                    int(held), now, now, now, host))
                 pub = Published(eid, len(matches), False, index.due(ev.topic))
                 if ev.idempotency_key is not None:
                     fresh_keys[(ev.account, ev.idempotency_key)] = pub
@@ -157,7 +161,8 @@ class EventStore:
         found = await self._db.read(Q["event_get"], (event_id,))
         if not found:
             return None
-        counts = {r[0]: r[1] for r in await self._db.read(Q["event_delivery_counts"], (event_id,))}
+        counts = {r[0]: r[1]
+                  for r in await self._db.read(Q["event_delivery_counts"], (event_id, event_id))}
         return rows.event(found[0]), counts
 
     async def list_events(self, account: str | None, topic: str | None, since: float | None,
@@ -165,13 +170,24 @@ class EventStore:
                           cursor: str | None) -> tuple[list[Event], str | None]:
         """Events newest first, optionally of one account, one topic, created at or after
         `since` and before `until`; `cursor` is the last id of the page before."""
-        params = (cursor or "~", topic, topic, since, since, until, until, limit + 1)
+        lowest = first_id_at("evt", since) if since is not None else ""
+        params = (cursor or "~", lowest, topic, topic, since, since, until, until, limit + 1)
         if account is None:
             found = await self._db.read(Q["event_list"], params)
         else:
             found = await self._db.read(Q["event_list_account"], (account, *params))
         items = [rows.event(r) for r in found[:limit]]
         return items, (items[-1].id if len(found) > limit else None)
+
+    async def delivery_counts(self, event_ids: Sequence[str]) -> dict[str, dict[str, int]]:
+        """Each event's delivery counts by status, as get_event gives them (statuses with
+        none left out)."""
+        counts: dict[str, dict[str, int]] = {e: {} for e in event_ids}
+        if event_ids:
+            for eid, status, n in await self._db.read(
+                    Q["event_list_counts"], (orjson.dumps(list(event_ids)).decode(),)):
+                counts[eid][status] = n
+        return counts
 
     async def purge_idempotency(self, now: float) -> None:
         await self._db.tx(lambda c: c.execute(Q["idempotency_purge"], (now - self._idem_ttl,)))

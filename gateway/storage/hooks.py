@@ -17,6 +17,8 @@ from gateway.storage.queries import Q
 from gateway.storage.rows import HookConfig
 
 HOOK_CFG_MAX = 1000  # hooks whose delivery config claims keep in memory (~800 bytes each)
+# The account of an admin hook that receives the events of every account (API.md).
+STAR_ACCOUNT = "*"
 
 
 class HookMemory:
@@ -30,7 +32,10 @@ class HookMemory:
 
     def forget(self, account: str) -> None:
         # Hooks change rarely: every hook's delivery config is read again.
-        self.index.pop(account, None)
+        if account == STAR_ACCOUNT:  # its hooks are in every account's index
+            self.index.clear()
+        else:
+            self.index.pop(account, None)
         self.cfg.clear()
 
     def index_for(self, c: sqlite3.Connection, account: str) -> RouteIndex:
@@ -38,7 +43,7 @@ class HookMemory:
         if idx is None:
             idx = RouteIndex()
             for row in c.execute(Q["hook_index_account"], (account,)):
-                idx.add(Route(row[0], row[2] != HookStatus.ACTIVE.value, row[3]),
+                idx.add(Route(row[0], row[2] != HookStatus.ACTIVE.value, row[3], row[4]),
                         orjson.loads(row[1]))
             self.index[account] = idx
         return idx

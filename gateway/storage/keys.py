@@ -37,7 +37,8 @@ class KeyStore:
             c.execute(Q["key_insert"], (key_id, key_hash, role.value, account, last4, now))
 
         await self._db.tx(tx)
-        self._changed()
+        # No marker change: memory holds only keys found, so a new one is looked up anyway
+        # (and once committed, nothing may fail: the caller must get the key it made).
         return ApiKey(key_id, role, account, now, None, last4)
 
     async def list_keys(self) -> list[ApiKey]:
@@ -64,14 +65,19 @@ class KeyStore:
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             try:
+                os.fchmod(fd, 0o600)  # whatever the umask
                 os.write(fd, f"{time.time_ns()}\n".encode())
             finally:
                 os.close(fd)
             os.replace(tmp, self._marker)
         except OSError as exc:
-            # Without the marker, other processes would keep a revoked key: fail loudly.
+            # Without the marker, other processes would keep a revoked key: fail loudly (the
+            # revocation is stored; revoking again, once the disk takes writes, rewrites it).
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
+            unavailable = self._db.mark_unwritable(exc)
+            if unavailable is not None:
+                raise unavailable from None
             raise StorageError(f"cannot write {self._marker}: {exc.strerror}") from None
 
     def _stamp(self) -> tuple[int, int, int] | None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
 import orjson
@@ -95,16 +95,35 @@ def hook_config(r: Sequence[Any]) -> tuple[str, HookConfig]:
                             bool(r[7]))
 
 
-def due_delivery(r: Sequence[Any], h: HookConfig, now: float) -> DueDelivery:
-    """A claim_candidates row (plain or from the JSON form) and its hook's config."""
-    expires = h.old_secret_expires_at
-    secrets = (h.secret, h.old_secret) if h.old_secret and expires and now < expires \
-        else (h.secret,)
-    data = r[9]
-    return DueDelivery(
-        id=r[0], event_id=r[1], hook_id=r[2], account=r[3], topic=r[4],
-        sequence=r[5], attempts=r[6], manual=bool(r[7]), target_url=h.target_url,
-        host=r[8], payload=h.payload, headers=h.headers, secrets=secrets,
-        data_json=data if data.__class__ is bytes else data.encode(),  # (JSON: text)
-        resource_url=r[10], event_created_at=r[11] / 1e6, ordered=h.ordered,
-    )
+def due_deliveries(found: Sequence[Sequence[Any]], cfgs: Mapping[str, HookConfig],
+                   host_room: Mapping[str, int], default_room: int, limit: int,
+                   now: float) -> list[DueDelivery]:
+    """claim_candidates rows (plain or from the JSON form) with their hooks' configs, up to
+    `limit` and at most each host's room: a host with less room than the limit is passed
+    over here, not in SQL. One loop, no call per row: it runs for every delivery."""
+    taken: list[DueDelivery] = []
+    room: dict[str, int] = {}
+    for r in found:
+        host = r[8]
+        left = room.get(host)
+        if left is None:
+            left = host_room.get(host, default_room)
+        if left <= 0:
+            room[host] = 0
+            continue
+        room[host] = left - 1
+        h = cfgs[r[2]]
+        expires = h.old_secret_expires_at
+        secrets = (h.secret, h.old_secret) if h.old_secret and expires and now < expires \
+            else (h.secret,)
+        data = r[9]
+        taken.append(DueDelivery(
+            id=r[0], event_id=r[1], hook_id=r[2], account=r[3], topic=r[4],
+            sequence=r[5], attempts=r[6], manual=bool(r[7]), target_url=h.target_url,
+            host=host, payload=h.payload, headers=h.headers, secrets=secrets,
+            data_json=data if data.__class__ is bytes else data.encode(),  # (JSON: text)
+            resource_url=r[10], event_created_at=r[11] / 1e6, ordered=h.ordered,
+        ))
+        if len(taken) >= limit:
+            break
+    return taken

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from gateway.storage.backend import Backend
 from gateway.storage.claims import ClaimStore
 from gateway.storage.connector import SqliteConnector
 from gateway.storage.deliveries import DeliveryStore
 from gateway.storage.events import EventStore
 from gateway.storage.hooks import HookMemory, HookStore, TopicStore
 from gateway.storage.keys import KeyStore
+from gateway.storage.portal import PortalStore
+from gateway.storage.recovery import RecoveryStore
+from gateway.storage.retention import RetentionStore
+from gateway.storage.views import ViewStore
 
 
 class Storage:
@@ -28,6 +33,10 @@ class Storage:
         self.events = events = EventStore(db, memory, idempotency_ttl)
         self.deliveries = deliveries = DeliveryStore(db)
         self.claims = claims = ClaimStore(db, memory)
+        self.recovery = recovery = RecoveryStore(db, memory)
+        self.portal = portal = PortalStore(db)
+        self.views = views = ViewStore(db)
+        self.retention = retention = RetentionStore(db, memory)
         self._memory = memory
 
         self.schema_version = db.schema_version
@@ -56,12 +65,28 @@ class Storage:
         self.publish = events.publish
         self.get_event = events.get_event
         self.list_events = events.list_events
+        self.delivery_counts = events.delivery_counts
         self.purge_idempotency = events.purge_idempotency
 
         self.get_delivery = deliveries.get_delivery
         self.list_deliveries = deliveries.list_deliveries
         self.retry_delivery = deliveries.retry_delivery
         self.pending_count = deliveries.pending_count
+
+        self.recover_deliveries = recovery.recover_deliveries
+        self.publish_test_event = recovery.publish_test_event
+
+        self.create_portal_session = portal.create_portal_session
+        self.portal_session = portal.portal_session
+        self.delete_portal_session = portal.delete_portal_session
+        self.purge_portal_sessions = portal.purge_portal_sessions
+
+        self.hook_attempts_by_bucket = views.hook_attempts_by_bucket
+        self.last_failures = views.last_failures
+        self.attempts_by_bucket = views.attempts_by_bucket
+        self.backlog_by_host = views.backlog_by_host
+        self.troubled_hooks = views.troubled_hooks
+        self.account_summaries = views.account_summaries
 
         self.reset_claims = claims.reset_claims
         self.release_claims = claims.release_claims
@@ -70,12 +95,20 @@ class Storage:
         self.due_backlog = claims.due_backlog
         self.record_attempts = claims.record_attempts
 
+        self.prune = retention.prune
+
     async def open(self, *, max_version: int | None = None) -> None:
         await self.connector.open(max_version=max_version)
 
     async def close(self) -> None:
         await self.events.close()
         await self.connector.close()
+
+    @property
+    def writable(self) -> bool:
+        """False from a write that failed because the database cannot write (disk full,
+        locked past busy_timeout, read-only) until a write succeeds again."""
+        return self.connector.writable
 
     # Counters the tests and benchmarks read.
     @property
@@ -94,3 +127,7 @@ class Storage:
     def hook_configs_held(self) -> int:
         """Hooks whose delivery config is in memory (bounded by hooks.HOOK_CFG_MAX)."""
         return self._memory.configs_held
+
+
+def _conforms(s: Storage) -> Backend:
+    return s  # mypy checks here that Storage has every verb of Backend, with its signature

@@ -84,4 +84,21 @@ class RecordSummary:
     disabled_hooks: list[str] = field(default_factory=list)
     removed_hooks: list[str] = field(default_factory=list)
     final: dict[str, int] = field(default_factory=dict)  # final status → count
+    published_due: int = 0  # due deliveries of the operational events published
 
+
+
+@dataclass(slots=True)
+class PruneSummary:
+    """What one prune step deleted; `more`: it stopped at its batch size, so go on."""
+
+    deliveries: int = 0
+    attempts: int = 0
+    events: int = 0
+    hooks: int = 0
+    secrets: int = 0  # expired old secrets cleared
+    more: bool = False
+
+    @property
+    def rows(self) -> int:
+        return self.deliveries + self.attempts + self.events + self.hooks
