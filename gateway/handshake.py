@@ -18,7 +18,8 @@ class HandshakeFailed(Exception):
 
 
 async def verify_intent(session: aiohttp.ClientSession, url: str, hook_id: str,
-                        timeout: float) -> None:
+                        timeout: float) -> int:
+    """The status the target answered when it confirmed (the portal shows it); else raises."""
     token = secrets.token_urlsafe(32)
     body = orjson.dumps({"type": "hook.verification", "hook_id": hook_id})
     headers = {"X-Hook-Secret": token, "Content-Type": "application/json",
@@ -49,6 +50,7 @@ async def verify_intent(session: aiohttp.ClientSession, url: str, hook_id: str,
         raise HandshakeFailed(f"target answered {status} without echoing the X-Hook-Secret header")
     if not hmac.compare_digest(echoed.encode(), token.encode()):
         raise HandshakeFailed(f"target answered {status} but echoed a different X-Hook-Secret")
+    return status
 
 
 def _describe(exc: aiohttp.ClientError) -> str:

@@ -292,3 +292,4 @@ class DueDelivery(NamedTuple):
     resource_url: str | None
     event_created_at: float
     ordered: bool = False  # recording it may make the hook's next row claimable
+

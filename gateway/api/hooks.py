@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
@@ -11,7 +12,7 @@ from gateway.api.common import (
     CLIENT,
     CLOCK,
     CONFIG,
-    ENGINE,
+    LOOP,
     POLICY,
     STORAGE,
     account_name,
@@ -120,7 +121,10 @@ def _payload(body: dict[str, Any]) -> PayloadMode | None:
         raise Unprocessable.field("payload", "must be full or skinny") from None
 
 
-async def _checked_target(request: web.Request, body: dict[str, Any], hook_id: str) -> str | None:
+async def _checked_target(request: web.Request, body: dict[str, Any], hook_id: str
+                          ) -> tuple[str, int | None] | None:
+    """The checked target URL and the status its handshake answered (None when verify_intent
+    is off); None when the body changes no target."""
     if "target_url" not in body:
         return None
     url = body["target_url"]
@@ -134,14 +138,15 @@ async def _checked_target(request: web.Request, body: dict[str, Any], hook_id: s
             await check_target(url, policy)
     except TargetRefused as exc:
         raise Unprocessable.field("target_url", exc.reason) from None
+    answered = None
     if sec.verify_intent:
         try:
-            await verify_intent(request.app[CLIENT], str(parsed), hook_id,
-                                sec.handshake_timeout_seconds)
+            answered = await verify_intent(request.app[CLIENT], str(parsed), hook_id,
+                                           sec.handshake_timeout_seconds)
         except HandshakeFailed as exc:
             raise Unprocessable(f"intent verification failed: {exc}",
                                 [_field_error("target_url", str(exc))]) from None
-    return str(parsed)
+    return str(parsed), answered
 
 
 def _field_error(field: str, message: str) -> Any:
@@ -150,8 +155,10 @@ def _field_error(field: str, message: str) -> Any:
     return FieldError(field, message)
 
 
-async def visible_hook(request: web.Request) -> Hook:
-    hook = await request.app[STORAGE].get_hook(request.match_info["id"])
+async def visible_hook(request: web.Request, hook_id: str | None = None) -> Hook:
+    """The hook (by default the route's {id}) if the caller may see it; another account's is
+    NotFound, like a missing one."""
+    hook = await request.app[STORAGE].get_hook(hook_id or request.match_info["id"])
     if hook is None or not principal(request).can_see(hook.account):
         raise NotFound("no such hook")
     return hook
@@ -161,10 +168,19 @@ def _hook_roles(request: web.Request) -> None:
     principal(request).require(Role.ADMIN, Role.SUBSCRIBER)
 
 
-@routes.post("/v1/hooks")
-async def create_hook(request: web.Request) -> web.Response:
+@dataclass(frozen=True, slots=True)
+class Created:
+    hook: Hook
+    secret: str  # shown once
+    handshake_status: int | None  # what the target answered the handshake; None: not asked
+
+
+async def create(request: web.Request, body: dict[str, Any]) -> Created:
+    """Create a hook from a body the API or the portal was given, with every rule of
+    POST /v1/hooks (the caller's role and account, topics, headers, the target and its
+    handshake)."""
     _hook_roles(request)
-    body = expect_object(await read_json(request), CREATE_FIELDS)
+    body = expect_object(body, CREATE_FIELDS)
     # An admin names any account: the same rule as everywhere else, not just "a string";
     # or "*": the hook receives the events of every account for its topics.
     account = principal(request).target_account(body.get("account"))
@@ -180,16 +196,24 @@ async def create_hook(request: web.Request) -> web.Response:
     description = opt_str(body, "description", max_len=1000) or ""
     now = request.app[CLOCK].now()
     hook_id = new_monotonic_id("hook", now)  # hooks made in one millisecond list in order
-    target = await _checked_target(request, body, hook_id)
-    assert target is not None
+    checked = await _checked_target(request, body, hook_id)
+    assert checked is not None
+    target, answered = checked
     secret = new_secret()
     hook = await request.app[STORAGE].create_hook(
         account=account, target_url=target, host=host_key(target), topics=topics,
         payload=payload, ordered=ordered, description=description, headers=headers,
         secret=secret, now=now, hook_id=hook_id,
     )
-    return json_response({**hook.public(), "secret": secret}, status=201,
-                         headers={"Location": f"/v1/hooks/{hook.id}"})
+    return Created(hook, secret, answered)
+
+
+@routes.post("/v1/hooks")
+async def create_hook(request: web.Request) -> web.Response:
+    _hook_roles(request)
+    made = await create(request, await read_json(request))
+    return json_response({**made.hook.public(), "secret": made.secret}, status=201,
+                         headers={"Location": f"/v1/hooks/{made.hook.id}"})
 
 
 @routes.get("/v1/hooks")
@@ -208,11 +232,10 @@ async def get_hook(request: web.Request) -> web.Response:
     return json_response((await visible_hook(request)).public())
 
 
-@routes.patch("/v1/hooks/{id}")
-async def patch_hook(request: web.Request) -> web.Response:
+async def change(request: web.Request, hook: Hook, body: dict[str, Any]) -> Hook:
+    """Apply a PATCH body to a hook the caller may see, with every rule of PATCH /v1/hooks."""
     _hook_roles(request)
-    body = expect_object(await read_json(request), PATCH_FIELDS)
-    hook = await visible_hook(request)
+    body = expect_object(body, PATCH_FIELDS)
     changes: dict[str, Any] = {}
     topics = await _topics(request, body, required=False)
     if topics is not None:
@@ -237,33 +260,49 @@ async def patch_hook(request: web.Request) -> web.Response:
             raise Unprocessable.field("status", "a removed hook needs a new target_url to resume")
         changes["status"] = HookStatus(body["status"])
     if "target_url" in body and body["target_url"] != hook.target_url:
-        target = await _checked_target(request, body, hook.id)
-        assert target is not None
+        checked = await _checked_target(request, body, hook.id)
+        assert checked is not None
+        target = checked[0]
         changes["target_url"] = target
         changes["host"] = host_key(target)
     updated = await request.app[STORAGE].update_hook(hook.id, changes, request.app[CLOCK].now())
     if updated is None:
         raise NotFound("no such hook")
-    if changes and ENGINE in request.app:
-        request.app[ENGINE].hook_changed(hook.id)
-    return json_response(updated.public())
+    if changes and LOOP in request.app:
+        request.app[LOOP].hook_changed(hook.id)
+    return updated
+
+
+@routes.patch("/v1/hooks/{id}")
+async def patch_hook(request: web.Request) -> web.Response:
+    _hook_roles(request)
+    body = expect_object(await read_json(request), PATCH_FIELDS)
+    hook = await visible_hook(request)
+    return json_response((await change(request, hook, body)).public())
+
+
+async def remove(request: web.Request, hook: Hook) -> None:
+    await request.app[STORAGE].delete_hook(hook.id, request.app[CLOCK].now())
+    if LOOP in request.app:
+        request.app[LOOP].hook_changed(hook.id)
+
+
+async def rotate(request: web.Request, hook: Hook) -> str:
+    """A new secret for the hook, returned once; the old one signs too for ROTATION_WINDOW."""
+    now = request.app[CLOCK].now()
+    secret = new_secret()
+    await request.app[STORAGE].rotate_secret(hook.id, secret, now + ROTATION_WINDOW, now)
+    return secret
 
 
 @routes.delete("/v1/hooks/{id}")
 async def delete_hook(request: web.Request) -> web.Response:
     _hook_roles(request)
-    hook = await visible_hook(request)
-    await request.app[STORAGE].delete_hook(hook.id, request.app[CLOCK].now())
-    if ENGINE in request.app:
-        request.app[ENGINE].hook_changed(hook.id)
+    await remove(request, await visible_hook(request))
     return web.Response(status=204)
 
 
 @routes.post("/v1/hooks/{id}/rotate-secret")
 async def rotate_secret(request: web.Request) -> web.Response:
     _hook_roles(request)
-    hook = await visible_hook(request)
-    now = request.app[CLOCK].now()
-    secret = new_secret()
-    await request.app[STORAGE].rotate_secret(hook.id, secret, now + ROTATION_WINDOW, now)
-    return json_response({"secret": secret})
+    return json_response({"secret": await rotate(request, await visible_hook(request))})

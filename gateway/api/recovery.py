@@ -8,7 +8,7 @@ from aiohttp import web
 
 from gateway.api.common import (
     CLOCK,
-    ENGINE,
+    LOOP,
     STORAGE,
     expect_object,
     json_response,
@@ -18,7 +18,8 @@ from gateway.api.common import (
 )
 from gateway.api.hooks import visible_hook
 from gateway.errors import NotFound, Unprocessable
-from gateway.models import DeliveryStatus, HookStatus, Role
+from gateway.models import DeliveryStatus, Hook, HookStatus, Role
+from gateway.storage import Published
 
 routes = web.RouteTableDef()
 
@@ -46,7 +47,15 @@ def _statuses(body: dict[str, Any]) -> list[DeliveryStatus]:
 async def recover(request: web.Request) -> web.Response:
     principal(request).require(Role.ADMIN, Role.SUBSCRIBER)
     body = expect_object(await read_json(request), {"since", "until", "statuses"})
-    hook = await visible_hook(request)
+    n = await recover_hook(request, await visible_hook(request), body)
+    return json_response({"deliveries": n}, status=202)
+
+
+async def recover_hook(request: web.Request, hook: Hook, body: dict[str, Any]) -> int:
+    """Recover a hook the caller may see by a body of POST .../recover (the portal's form
+    makes one too); how many deliveries became pending."""
+    principal(request).require(Role.ADMIN, Role.SUBSCRIBER)
+    body = expect_object(body, {"since", "until", "statuses"})
     if "since" not in body:
         raise Unprocessable.field("since", "is required: an RFC 3339 time")
     since = rfc3339(body["since"], "since")
@@ -55,18 +64,23 @@ async def recover(request: web.Request) -> web.Response:
         raise Unprocessable.field("until", "must be later than since")
     statuses = _statuses(body)
     app = request.app
-    engine = app.get(ENGINE)
-    n = await app[STORAGE].recover_deliveries(
+    loop = app.get(LOOP)
+    return await app[STORAGE].recover_deliveries(
         hook.id, since=since, until=until, statuses=statuses, now=app[CLOCK].now(),
         # Each batch is committed: the loop may start on it while the next is made pending.
-        after_batch=(lambda _: engine.wake()) if engine is not None else None)
-    return json_response({"deliveries": n}, status=202)
+        after_batch=(lambda _: loop.wake()) if loop is not None else None)
 
 
 @routes.post("/v1/hooks/{id}/test")
 async def send_test(request: web.Request) -> web.Response:
     principal(request).require(Role.ADMIN, Role.SUBSCRIBER)
-    hook = await visible_hook(request)
+    published = await test_hook(request, await visible_hook(request))
+    return json_response(published.public(), status=202)
+
+
+async def test_hook(request: web.Request, hook: Hook) -> Published:
+    """A gateway.test event for a hook the caller may see, and for that hook alone."""
+    principal(request).require(Role.ADMIN, Role.SUBSCRIBER)
     if hook.status is HookStatus.REMOVED:
         raise Unprocessable.field("status", "the hook was removed (its target answered 410 "
                                             "Gone); give it a new target_url first")
@@ -74,6 +88,6 @@ async def send_test(request: web.Request) -> web.Response:
                                                               request.app[CLOCK].now())
     if published is None:  # deleted meanwhile
         raise NotFound("no such hook")
-    if published.due and ENGINE in request.app:
-        request.app[ENGINE].wake()
-    return json_response(published.public(), status=202)
+    if published.due and LOOP in request.app:
+        request.app[LOOP].wake()
+    return published

@@ -16,6 +16,7 @@ Laid out the way procrastinate splits its connector from its manager:
     operational.py operational events, published inside the transaction of their change
     recovery.py    RecoveryStore: a hook's deliveries back to pending, test events
     portal.py      PortalStore: portal sign-in sessions by token hash
+    views.py       ViewStore: the aggregates behind the portal's charts and operator pages
     retention.py   RetentionStore: what the pruner deletes, a small transaction at a time
     values.py      what the verbs take and give (NewEvent, Published, Claim, …), any backend
     backend.py     Backend: the Protocol of every verb
@@ -35,6 +36,8 @@ A backend implements backend.Backend:
     recovery   recover_deliveries, publish_test_event
     portal     create_portal_session, portal_session, delete_portal_session,
                purge_portal_sessions
+    views      hook_attempts_by_bucket, last_failures, attempts_by_bucket, backlog_by_host,
+               troubled_hooks, account_summaries
     claims     reset_claims, release_claims, claim_due, next_due_at, due_backlog,
                record_attempts
     retention  prune

@@ -26,7 +26,7 @@ def _named(text: str) -> dict[str, str]:
 def _load() -> tuple[dict[str, str], list[tuple[int, str]]]:
     pkg = resources.files("gateway") / "sql"
     queries: dict[str, str] = {}
-    for name in ("queries.sql", "rows.sql"):
+    for name in ("queries.sql", "rows.sql", "views.sql"):
         queries.update(_named((pkg / name).read_text()))
     migrations = []
     for entry in pkg.iterdir():

@@ -12,6 +12,7 @@ from gateway.storage.keys import KeyStore
 from gateway.storage.portal import PortalStore
 from gateway.storage.recovery import RecoveryStore
 from gateway.storage.retention import RetentionStore
+from gateway.storage.views import ViewStore
 
 
 class Storage:
@@ -34,6 +35,7 @@ class Storage:
         self.claims = claims = ClaimStore(db, memory)
         self.recovery = recovery = RecoveryStore(db, memory)
         self.portal = portal = PortalStore(db)
+        self.views = views = ViewStore(db)
         self.retention = retention = RetentionStore(db, memory)
         self._memory = memory
 
@@ -78,6 +80,13 @@ class Storage:
         self.portal_session = portal.portal_session
         self.delete_portal_session = portal.delete_portal_session
         self.purge_portal_sessions = portal.purge_portal_sessions
+
+        self.hook_attempts_by_bucket = views.hook_attempts_by_bucket
+        self.last_failures = views.last_failures
+        self.attempts_by_bucket = views.attempts_by_bucket
+        self.backlog_by_host = views.backlog_by_host
+        self.troubled_hooks = views.troubled_hooks
+        self.account_summaries = views.account_summaries
 
         self.reset_claims = claims.reset_claims
         self.release_claims = claims.release_claims
