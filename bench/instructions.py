@@ -16,6 +16,7 @@ in them, and the database thread's work is. Not a target; a tool for A/Bs and fo
   is in both and cancels out).
 
 Run: python bench/instructions.py [single batch delivery] [--tree DIR ...] [--n N] [--hooks H]
+     [--log default|quiet]
      (--tree: a source tree put first on PYTHONPATH, e.g. a `git worktree` of another
      commit, to compare trees in one run; default: the installed gateway)
 """
@@ -51,6 +52,11 @@ from harness import (
 )
 
 CONCURRENCY = 16
+# --log: the gateway as shipped (level info, an access line per request), or "quiet", the
+# configuration every count before this option was made with (/work/baseline-instructions.txt
+# among them): level warning, access log off.
+LOGS: dict[str, dict[str, Any]] = {"default": {}, "quiet": {"level": "warning", "access": False}}
+LOG: dict[str, Any] = {}
 
 
 def total(out: Path) -> int:
@@ -121,7 +127,7 @@ async def counted_gateway(g: Gateway, tree: str | None) -> Counted:
 
 async def ingest_gateway(kind: str, tree: str | None, n: int, recv: Any) -> float:
     body, per = bodies(kind)
-    g = Gateway()
+    g = Gateway(log=LOG)
     try:
         c = await counted_gateway(g, tree)
         async with g.api() as api:
@@ -160,7 +166,7 @@ async def delivery_gateway(tree: str | None, n: int, recv: Any, hooks: int = 1) 
     """n deliveries to one hook; or, with hooks > 1, n // hooks events each delivered to every
     hook (one path each on the same receiver), counted from before the first hook is resumed:
     the resumes are in the count, the same in every tree."""
-    g = Gateway(delivery={"max_in_flight": 64, "max_in_flight_per_host": 64})
+    g = Gateway(delivery={"max_in_flight": 64, "max_in_flight_per_host": 64}, log=LOG)
     try:
         c = await counted_gateway(g, tree)
         async with g.api() as api:
@@ -215,7 +221,11 @@ async def main() -> None:
     p.add_argument("--n", type=int, default=0, help="requests or deliveries (default per case)")
     p.add_argument("--hooks", type=int, default=1,
                    help="delivery: spread the deliveries over this many hooks (each event to all)")
+    p.add_argument("--log", choices=sorted(LOGS), default="default",
+                   help="the gateway's logging: as shipped (default) or quiet (warning, no "
+                        "access line: how counts were made before)")
     a = p.parse_args()
+    LOG.update(LOGS[a.log])
     if not shutil.which("valgrind") or not shutil.which("callgrind_control"):
         sys.exit("valgrind (callgrind) is not installed: apt install valgrind")
     trees: list[str | None] = list(a.tree) or [None]

@@ -3,6 +3,7 @@
     python bench/run.py                      # the default set (everything but backlog)
     python bench/run.py throughput ingest    # some scenarios
     python bench/run.py backlog              # the long one, opt-in
+    python bench/run.py soak --reps 1        # hostile traffic beside healthy (2 x 10 min)
     python bench/run.py --quick              # small sizes, one repetition: a smoke run
 
 See bench/README.md for what each scenario measures.
@@ -25,7 +26,8 @@ import orjson
 import uvloop
 from report import Measure, tables
 
-SCENARIOS = ("throughput", "ingest", "latency", "isolation", "retry", "backlog", "retention")
+SCENARIOS = ("throughput", "ingest", "latency", "isolation", "retry", "backlog", "retention",
+             "soak")
 DEFAULT = ("throughput", "ingest", "latency", "isolation", "retry")
 
 
@@ -51,6 +53,8 @@ def parse() -> argparse.Namespace:
     p.add_argument("--reps", type=int, help="repetitions per scenario (default 3; --quick 1)")
     p.add_argument("--backlog-seconds", type=float, default=0,
                    help="steady-run length of the backlog scenario (default 300; --quick 30)")
+    p.add_argument("--soak-seconds", type=float, default=0,
+                   help="length of each of the soak scenario's two runs (default 600; --quick 60)")
     p.add_argument("--loadgen", choices=("auto", "wrk", "python"), default="auto",
                    help="ingest load generator (auto: wrk when installed)")
     p.add_argument("--profile", metavar="DIR", type=Path,
@@ -96,7 +100,8 @@ async def main(a: argparse.Namespace) -> int:
         try:
             for rep in range(reps):
                 opts = SimpleNamespace(quick=a.quick, loadgen=a.loadgen,
-                                       backlog_seconds=a.backlog_seconds, rep=f"{rep + 1}/{reps}")
+                                       backlog_seconds=a.backlog_seconds,
+                                       soak_seconds=a.soak_seconds, rep=f"{rep + 1}/{reps}")
                 try:
                     for m in await mod.run(opts):
                         results.setdefault(m.label, []).append(m)

@@ -265,6 +265,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             serve(with_overrides(cfg, database={"path": os.path.abspath(cfg.database.path)}))
             return 0
         if args.command == "backup":
+            _say(f"database: {_database_name(cfg)}")
             print(_backup(cfg, args.dest))
             return 0
         use = _use(args)

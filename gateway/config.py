@@ -30,6 +30,10 @@ class ServerConfig:
     max_body_bytes: int = field(default=262144, metadata=_range(1024, 64 * 1024 * 1024))
     max_batch_events: int = field(default=1000, metadata=_range(1, 100000))
     idempotency_ttl_seconds: float = field(default=86400, metadata=_range(1, None))
+    # Past max_connections the oldest idle connections are closed (gateway/connections.py).
+    max_connections: int = field(default=1024, metadata=_range(1, 1_000_000))
+    keep_alive_seconds: float = field(default=75, metadata=_range(0.01, 86400))
+    header_timeout_seconds: float = field(default=10, metadata=_range(0.01, 3600))
 
 
 @dataclass(frozen=True, slots=True)

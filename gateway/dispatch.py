@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import functools
 import time
-from typing import NamedTuple
+import zlib
+from typing import Any, NamedTuple
 
 import aiohttp
 import orjson
@@ -15,8 +17,8 @@ from gateway import __version__
 from gateway.clock import Clock
 from gateway.config import DeliveryConfig
 from gateway.models import Attempt, DueDelivery, PayloadMode, iso
-from gateway.outcome import Outcome
-from gateway.retry import Random, next_delay, parse_retry_after
+from gateway.outcome import classify
+from gateway.retry import Random
 from gateway.signing import signature_header
 from gateway.storage import AttemptResult
 from gateway.targets import TargetPolicy, TargetRefused, check_url_syntax, refusal_of
@@ -95,11 +97,61 @@ def describe_error(exc: BaseException) -> tuple[str, str]:
         return f"connection failed: {exc.os_error.strerror or type(exc.os_error).__name__}", str(exc)
     if isinstance(exc, aiohttp.ServerDisconnectedError | ConnectionResetError):
         return "connection reset", str(exc)
+    if isinstance(exc, aiohttp.ClientOSError) and exc.errno in (errno.ECONNRESET, errno.EPIPE):
+        return "connection reset", str(exc)  # (a RST while the request was being written)
     if isinstance(exc, aiohttp.ClientPayloadError):
         return "connection reset", str(exc)
     if isinstance(exc, aiohttp.InvalidURL):
         return "address refused", str(exc)
     return f"error: {type(exc).__name__}", str(exc)
+
+
+async def read_excerpt(resp: aiohttp.ClientResponse, limit: int) -> str:
+    """The first `limit` bytes of the answer's body, decoded; what a target sends past that is
+    not read (beyond READ_LIMIT) or not inflated. A gzip bomb (60 MB from 61 KB) costs one
+    inflate call with max_length set; an endless body costs READ_LIMIT bytes at most; both then
+    close the connection (an answer read whole goes back to the pool)."""
+    encoding = resp.headers.get("Content-Encoding")
+    inflate = _inflater(encoding) if encoding else None
+    if inflate is False:
+        return ""  # an encoding the excerpt does not read: nothing of the body is
+    if resp.content_length is not None and resp.content_length <= READ_LIMIT:
+        raw = await resp.read()  # (small: read whole so the connection can be reused)
+        if inflate is None:
+            return raw[:limit].decode("utf-8", "replace")
+        return _inflate(inflate, raw, limit).decode("utf-8", "replace")
+    # read(n) returns what one chunk brought; a streamed answer needs a loop.
+    out = b""
+    taken = 0
+    while len(out) < limit and taken < READ_LIMIT:
+        part = await resp.content.read(min(READ_LIMIT - taken, 16384 if inflate else limit - len(out)))
+        if not part:
+            break
+        taken += len(part)
+        out += part if inflate is None else _inflate(inflate, part, limit - len(out))
+    return out[:limit].decode("utf-8", "replace")
+
+
+def _inflater(encoding: str) -> Any:
+    """A decompressor for gzip or deflate (zlib-wrapped or raw); False for an encoding the
+    excerpt does not read (it is then left empty); None for identity."""
+    e = encoding.strip().lower()
+    if e in ("", "identity"):
+        return None
+    if e in ("gzip", "x-gzip", "deflate"):
+        return zlib.decompressobj(wbits=47)  # 32 + 15: a gzip or a zlib header, detected
+    return False
+
+
+def _inflate(inflater: Any, data: bytes, room: int) -> bytes:
+    if room <= 0:
+        return b""
+    try:
+        # max_length: however far the data would inflate, no more than the room comes out.
+        out: bytes = inflater.decompress(data, room)
+        return out
+    except zlib.error:
+        return b""
 
 
 class Dispatcher:
@@ -153,7 +205,9 @@ class Dispatcher:
         conn = await connector.connect(creq, [], self._timeout)
         assert conn.protocol is not None
         # (ClientSession's own values for these.)
-        conn.protocol.set_response_params(read_until_eof=True, auto_decompress=True,
+        # (ClientSession's own values for these, but auto_decompress: an answer is inflated
+        # only as far as its excerpt needs, by read_excerpt.)
+        conn.protocol.set_response_params(read_until_eof=True, auto_decompress=False,
                                           read_bufsize=2**16, max_line_size=8190,
                                           max_field_size=8190)
         try:
@@ -176,18 +230,8 @@ class Dispatcher:
         try:
             async with asyncio.timeout(self._cfg.timeout_seconds), \
                     await self._post(url, req) as resp:
-                if resp.content_length is not None and resp.content_length <= READ_LIMIT:
-                    raw = await resp.read()
-                else:
-                    # read(n) returns what one chunk brought; a streamed answer needs a loop.
-                    raw = b""
-                    while len(raw) < self._cfg.response_excerpt_bytes:
-                        part = await resp.content.read(self._cfg.response_excerpt_bytes - len(raw))
-                        if not part:
-                            break
-                        raw += part
+                excerpt = await read_excerpt(resp, self._cfg.response_excerpt_bytes)
                 elapsed = (time.perf_counter() - start) * 1000
-                excerpt = raw[: self._cfg.response_excerpt_bytes].decode("utf-8", "replace")
                 if 300 <= resp.status < 400:
                     where = resp.headers.get("Location", "")
                     return Response(None, "redirect refused", elapsed,
@@ -203,22 +247,13 @@ class Dispatcher:
 
     def classify(self, d: DueDelivery, resp: Response, at: float) -> AttemptResult:
         attempt = Attempt(at, resp.status_code, resp.error, resp.duration_ms, resp.excerpt)
-        code = resp.status_code
-        if code is not None and 200 <= code < 300:
-            return AttemptResult(d.id, d.hook_id, attempt, Outcome.DELIVERED, None)
-        if code == 410:
-            return AttemptResult(d.id, d.hook_id, attempt, Outcome.GONE, None)
-        retry_after = None
-        if code in (429, 503):
-            retry_after = parse_retry_after(resp.retry_after, at)
-        delay = None if d.manual else next_delay(
-            d.attempts + 1, self._cfg.retry_schedule_seconds, retry_after=retry_after,
-            max_retry_after=self._cfg.max_retry_after_seconds, jitter=self._cfg.retry_jitter,
-            rng=self._rng,
-        )
-        if delay is None:
-            return AttemptResult(d.id, d.hook_id, attempt, Outcome.FAILED, None)
-        return AttemptResult(d.id, d.hook_id, attempt, Outcome.RETRY, at + delay)
+        c = self._cfg
+        outcome, delay = classify(resp.status_code, resp.retry_after, at, d.attempts + 1,
+                                  c.retry_schedule_seconds, manual=d.manual,
+                                  max_retry_after=c.max_retry_after_seconds,
+                                  jitter=c.retry_jitter, rng=self._rng)
+        return AttemptResult(d.id, d.hook_id, attempt, outcome,
+                             None if delay is None else at + delay)
 
     async def attempt(self, d: DueDelivery) -> tuple[AttemptResult, Response]:
         at = self._clock.now()

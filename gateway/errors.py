@@ -9,9 +9,14 @@
         ├── Unauthorized     401: missing or unknown key
         ├── Forbidden        403: known key, wrong role or account
         ├── NotFound         404: missing, or another account's
+        ├── MethodNotAllowed 405
+        ├── RequestTimeout   408: no whole request head within server.header_timeout_seconds
         ├── Conflict         409
         ├── PayloadTooLarge  413
+        ├── UnsupportedMediaType 415: a Content-Encoding the server does not read
         ├── Unprocessable    422: JSON that breaks the rules; carries per-field errors
+        ├── HeadersTooLarge  431: a header over the size limit, or too many of them
+        ├── ClientDisconnected 499: the client left before its body arrived (logs only)
         └── ServiceUnavailable  503, with Retry-After (DatabaseUnavailable is one)
 """
 
@@ -88,6 +93,10 @@ class MethodNotAllowed(ApiError):
     status, title, slug = 405, "Method Not Allowed", "method-not-allowed"
 
 
+class RequestTimeout(ApiError):
+    status, title, slug = 408, "Request Timeout", "request-timeout"
+
+
 class Conflict(ApiError):
     status, title, slug = 409, "Conflict", "conflict"
 
@@ -106,6 +115,17 @@ class Unprocessable(ApiError):
     @classmethod
     def field(cls, field: str, message: str) -> Unprocessable:
         return cls(f"{field}: {message}", [FieldError(field, message)])
+
+
+class HeadersTooLarge(ApiError):
+    status, title, slug = 431, "Request Header Fields Too Large", "headers-too-large"
+
+
+class ClientDisconnected(ApiError):
+    """Raised where a body is read and the client has gone: nobody sees the answer, but the
+    metrics and the log count it apart from the server's own errors (nginx's 499)."""
+
+    status, title, slug = 499, "Client Closed Request", "client-disconnected"
 
 
 class ServiceUnavailable(ApiError):

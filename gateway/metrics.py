@@ -116,6 +116,9 @@ class Metrics:
         scrape time: a Prometheus counter takes a lock per increment, several per delivery."""
         self.registry.register(_EngineCollector(source))
 
+    def watch_connections(self, source: ConnectionCounts) -> None:
+        self.registry.register(_ConnectionCollector(source))
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
 
@@ -167,6 +170,31 @@ class EngineCounts(Protocol):
 
     @property
     def in_flight_by_host(self) -> Mapping[str, int]: ...
+
+
+class ConnectionCounts(Protocol):
+    open: Callable[[], int]
+    shed: int
+    header_timeouts: int
+    malformed: int
+
+
+class _ConnectionCollector(Collector):
+    def __init__(self, source: ConnectionCounts) -> None:
+        self._source = source
+
+    def collect(self) -> Iterator[Metric]:
+        s = self._source
+        yield GaugeMetricFamily("gateway_http_connections", "Open client connections.",
+                                value=s.open())
+        yield CounterMetricFamily("gateway_http_connections_shed",
+                                  "Connections closed because server.max_connections was reached.",
+                                  value=s.shed)
+        yield CounterMetricFamily("gateway_http_header_timeouts",
+                                  "Connections closed for not sending a request head in time.",
+                                  value=s.header_timeouts)
+        yield CounterMetricFamily("gateway_http_malformed_requests",
+                                  "Requests refused by the HTTP parser.", value=s.malformed)
 
 
 class _EngineCollector(Collector):

@@ -15,14 +15,19 @@ from gateway.storage import Backend
 from gateway.storage.values import PruneSummary
 
 log = get_logger("gateway.pruner")
-STEP_ROWS = 500  # deliveries (and events) a step deletes: a few milliseconds of the writer
+STEP_ROWS = 250  # deliveries (and events) a step deletes: a few milliseconds of the writer
+# Between steps the pruner waits this many times as long as the step took: while it works
+# through a backlog it holds the writer at most a quarter of the time (bench/scenarios/
+# retention.py: at a half, delivery through 200,000 old rows ran at 0.86 of its speed without
+# pruning; single runs on a loaded machine vary by ±25 %, see its interleaved runs).
+PAUSE_PER_STEP = 3.0
 
 
 class Pruner:
     """Every prune_interval_seconds, one pass of prune steps until nothing old is left. Each
-    step is one transaction in the database thread; between steps the pruner waits as long as
-    the step took, so it never holds the writer more than half the time while a backlog of old
-    rows is worked through, and publishing and delivery go on in between."""
+    step is one transaction in the database thread; between steps the pruner waits three times
+    as long as the step took (PAUSE_PER_STEP), so it holds the writer at most a quarter of the
+    time while a backlog of old rows is worked through; publishing and delivery go on between."""
 
     def __init__(self, storage: Backend, cfg: RetentionConfig, metrics: Metrics,
                  clock: Clock) -> None:
@@ -48,7 +53,7 @@ class Pruner:
                     self._metrics.pruned.labels(name).inc(n)
             if not step.more:
                 break
-            await asyncio.sleep(time.perf_counter() - started)
+            await asyncio.sleep(PAUSE_PER_STEP * (time.perf_counter() - started))
         self.passes += 1
         if total.rows or total.secrets:
             log.info("pruned", deliveries=total.deliveries, attempts=total.attempts,

@@ -47,11 +47,14 @@ def next_delay(
 
     The schedule lists the waits after the first attempt, so a delivery gets at most
     1 + len(schedule) attempts. A Retry-After (429/503) replaces the scheduled wait, capped,
-    but never extends the number of attempts. Jitter spreads retries of one outage apart."""
+    but never extends the number of attempts. One of zero, below zero or in the past asks for
+    no wait at all: it counts as the schedule's wait, or a target answering "Retry-After: 0"
+    (or a date long gone) would use up every retry within milliseconds. Jitter spreads
+    retries of one outage apart."""
     if attempts_made < 1 or attempts_made > len(schedule):
         return None
-    if retry_after is not None:
-        return min(max(retry_after, 0.0), max_retry_after)
+    if retry_after is not None and retry_after > 0:
+        return min(retry_after, max_retry_after)
     base = schedule[attempts_made - 1]
     if jitter <= 0 or base <= 0:
         return base

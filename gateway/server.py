@@ -6,12 +6,15 @@ import asyncio
 import contextlib
 import gc
 import importlib
+import resource
 
 from aiohttp import web
 
 from gateway import __version__
+from gateway.api.common import METRICS
 from gateway.app import create_app
 from gateway.config import Config
+from gateway.connections import ConnectionStats, GatewayRunner, Limits
 from gateway.logs import configure, get_logger
 from gateway.storage.connector import tune_interpreter
 
@@ -29,6 +32,7 @@ def _loop_factory() -> asyncio.AbstractEventLoop:
 def serve(cfg: Config) -> None:
     configure(cfg.log.format, cfg.log.level)
     log = get_logger("gateway")
+    _raise_descriptor_limit(cfg)
     app = create_app(cfg)
 
     tune_interpreter()  # the switch interval the database thread relies on
@@ -61,12 +65,39 @@ def serve(cfg: Config) -> None:
         log.info("stopped")
 
 
+def make_runner(app: web.Application, cfg: Config) -> GatewayRunner:
+    """The runner `gateway serve` uses: aiohttp's, with the connection bounds of
+    gateway/connections.py and their figures in /metrics."""
+    stats = ConnectionStats()
+    app[METRICS].watch_connections(stats)
+    s = cfg.server
+    limits = Limits(s.max_connections, s.keep_alive_seconds, s.header_timeout_seconds)
+    return GatewayRunner(app, limits=limits, stats=stats, handle_signals=True, access_log=None,
+                         shutdown_timeout=cfg.delivery.shutdown_grace_seconds)
+
+
+def _raise_descriptor_limit(cfg: Config) -> None:
+    """Lift the soft limit on open descriptors to the hard one: max_connections, the database
+    and the delivery loop's connections all need one, and the usual soft limit (1,024) is
+    below what the defaults can use. Past the limit accept() fails and the listener stops
+    serving anyone, /healthz included; say so at start rather than then."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and (hard == resource.RLIM_INFINITY or hard > soft):
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+    need = cfg.server.max_connections + cfg.delivery.max_in_flight + 64
+    if soft != resource.RLIM_INFINITY and soft < need:
+        get_logger("gateway").warning(
+            "descriptor_limit_low", limit=soft, needed=need,
+            hint="raise `ulimit -n`, or lower server.max_connections or delivery.max_in_flight")
+
+
 async def _run(app: web.Application, cfg: Config) -> None:
     """web.run_app's sequence, except that a start-up failing part-way still unwinds what did
     start: run_app skips runner.cleanup() when setup() raises, which left the database open
     (its non-daemon thread kept the process alive) and SIGTERM swallowed by a closed loop."""
-    runner = web.AppRunner(app, handle_signals=True, access_log=None,
-                           shutdown_timeout=cfg.delivery.shutdown_grace_seconds)
+    runner = make_runner(app, cfg)
     try:
         await runner.setup()
         site = web.TCPSite(runner, cfg.server.host, cfg.server.port, backlog=1024,

@@ -15,8 +15,8 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from gateway.api.common import CLOCK, ENGINE, STORAGE
-from gateway.app import create_app
+from gateway.api.common import CLOCK, STORAGE
+from gateway.app import ENGINE, create_app
 from gateway.auth import generate_key, hash_key
 from gateway.clock import Clock, ManualClock
 from gateway.config import Config, TopicConfig, load_config, with_overrides

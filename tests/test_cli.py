@@ -424,3 +424,16 @@ async def test_events_list(config_file: Path,
     res = await gateway_cli("events", "list", "--limit", "0", "--config", str(config_file))
     assert res.returncode == 2
     assert "--limit" in res.stderr and "at least 1" in res.stderr
+
+
+async def test_backup_names_the_database_it_copies(tmp_path: Path) -> None:
+    conf, elsewhere = tmp_path / "conf", tmp_path / "elsewhere"
+    conf.mkdir()
+    elsewhere.mkdir()
+    (conf / "demo.toml").write_text('[database]\npath = "demo.db"\n')
+    assert (await gateway_cli("keys", "create", "--role", "admin", "--config",
+                              "../conf/demo.toml", cwd=elsewhere)).returncode == 0
+    res = await gateway_cli("backup", "copy.db", "--config", "../conf/demo.toml", cwd=elsewhere)
+    assert res.returncode == 0, res.stderr
+    assert res.stderr.splitlines()[0] == f"database: {conf / 'demo.db'}"
+    assert (elsewhere / "copy.db").exists()

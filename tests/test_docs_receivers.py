@@ -103,10 +103,12 @@ async def gateway(tmp_path: Path) -> AsyncIterator[tuple[ServeProcess, str, str]
     port = free_port()
     config = write_config(tmp_path, port)
     gw = ServeProcess(config, port)
-    pub = await create_key(config, "publisher")
-    sub = await create_key(config, "subscriber", "acme")
     try:
+        # Started before the keys are made (the CLI beside a running gateway, as operators do):
+        # the port picked above is free only until someone binds it.
         await gw.start()
+        pub = await create_key(config, "publisher")
+        sub = await create_key(config, "subscriber", "acme")
         yield gw, pub, sub
     finally:
         await gw.close()

@@ -13,7 +13,7 @@ from gateway.clock import ManualClock
 from gateway.models import _B32, Attempt, HookStatus, PayloadMode, new_monotonic_id, new_secret
 from gateway.outcome import Outcome
 from gateway.storage import AttemptResult, Claim, NewEvent, Storage
-from tests.conftest import Gateway, Receiver
+from tests.conftest import Gateway, Receiver, wait_until
 
 StartGateway = Callable[..., Awaitable[Gateway]]
 
@@ -216,3 +216,21 @@ async def test_the_app_prunes_and_a_pruned_event_answers_404(
     assert 'gateway_pruned_rows_total{table="events"} 2.0' in text
     assert 'gateway_database_bytes{file="db"}' in text
     assert "gateway_database_writable 1.0" in text
+
+
+async def test_the_pruner_runs_with_the_app(start_gateway: StartGateway, receiver: Receiver
+                                            ) -> None:
+    """Started and stopped by the app: with keep_seconds = 1, a delivered event goes by itself."""
+    clock = ManualClock(ahead())
+    gw = await start_gateway(clock=clock,
+                             retention={"keep_seconds": 1, "prune_interval_seconds": 0.1})
+    await gw.hook(receiver)
+    out = await gw.publish()
+    await receiver.wait_for(1)
+    clock.advance(5)
+
+    async def gone() -> bool:
+        return (await gw.call("GET", f"/v1/events/{out['id']}", gw.admin))[0] == 404
+
+    await wait_until(gone, 15, "the delivered event to be pruned")
+    assert gw.app[PRUNER].passes > 0

@@ -22,8 +22,11 @@ EXACT = [
     (0, None, 3600, None),  # nothing attempted yet: not a retry decision
     (1, 90.0, 3600, 90.0),  # Retry-After replaces the scheduled wait, longer...
     (2, 2.0, 3600, 2.0),  # ...or shorter
-    (1, 0.0, 3600, 0.0),
-    (1, -10.0, 3600, 0.0),  # a date in the past: now, never a negative wait
+    (1, 0.0, 3600, 5.0),  # zero asks for no wait: the schedule's wait instead
+    (2, 0.0, 3600, 30.0),
+    (1, -10.0, 3600, 5.0),  # below zero (a date in the past): the schedule's wait
+    (3, -0.001, 3600, 120.0),
+    (1, 0.001, 3600, 0.001),  # a real wait, however short, is kept
     (1, 100_000.0, 600, 600.0),  # capped by max_retry_after
     (3, 7200.0, 3600, 3600.0),
     (4, 10.0, 3600, None),  # Retry-After never adds attempts beyond the schedule

@@ -7,7 +7,7 @@ from aiohttp import web
 
 from gateway.api.common import (
     CLOCK,
-    ENGINE,
+    LOOP,
     STORAGE,
     json_response,
     make_cursor,
@@ -78,7 +78,7 @@ async def retry(request: web.Request, delivery: Delivery) -> Delivery:
     if delivery.status is DeliveryStatus.CANCELLED:
         raise Unprocessable.field("status", "a cancelled delivery cannot be retried")
     updated = await request.app[STORAGE].retry_delivery(delivery.id, request.app[CLOCK].now())
-    if ENGINE in request.app:
-        request.app[ENGINE].wake()
+    if LOOP in request.app:
+        request.app[LOOP].wake()
     assert updated is not None
     return updated

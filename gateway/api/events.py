@@ -10,7 +10,7 @@ from aiohttp import web
 from gateway.api.common import (
     CLOCK,
     CONFIG,
-    ENGINE,
+    LOOP,
     METRICS,
     STORAGE,
     account_name,
@@ -60,7 +60,13 @@ def _parse_event(body: Any, known: frozenset[str], header_key: str | None) -> Ne
     key = body.get("idempotency_key", header_key)
     if key is not None and (not isinstance(key, str) or not 1 <= len(key) <= 255):
         raise Unprocessable.field("idempotency_key", "must be a string of 1-255 characters")
-    return NewEvent(account, topic, orjson.dumps(body.get("data")), resource_url, key)
+    try:
+        data = orjson.dumps(body.get("data"))
+    except orjson.JSONEncodeError:
+        # orjson reads 1,024 levels but writes 254; data is written at once, so deeper data is
+        # refused here rather than failing as it is stored.
+        raise Unprocessable.field("data", "is nested more than 254 levels deep") from None
+    return NewEvent(account, topic, data, resource_url, key)
 
 
 @routes.post("/v1/events")
@@ -86,8 +92,8 @@ async def publish(request: web.Request) -> web.Response:
         app[METRICS].events_published += fresh
         # Deliveries held by paused hooks cannot be claimed: waking the loop for them would
         # cost a claim transaction per publish for nothing (resuming the hook wakes it).
-        if ENGINE in app and any(r.due for r in results):
-            app[ENGINE].wake()
+        if LOOP in app and any(r.due for r in results):
+            app[LOOP].wake()
     if isinstance(body, list):
         return json_response({"data": [r.public() for r in results]}, status=202)
     return json_response(results[0].public(), status=202)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from gateway.api.common import CLOCK, CONFIG, ENGINE, METRICS, STORAGE, json_response, principal
+from gateway.api.common import CLOCK, CONFIG, LOOP, METRICS, STORAGE, json_response, principal
 from gateway.models import Role
 from gateway.openapi import openapi_document
 
@@ -27,8 +27,8 @@ async def readyz(request: web.Request) -> web.Response:
         checks["database"] = "failing"
     if checks["database"] == "ok" and not storage.writable:
         checks["database"] = "unwritable"
-    engine = request.app.get(ENGINE)
-    checks["delivery_loop"] = "ok" if engine is not None and engine.running else "stopped"
+    loop = request.app.get(LOOP)
+    checks["delivery_loop"] = "ok" if loop is not None and loop.running else "stopped"
     ready = all(v == "ok" for v in checks.values())
     return json_response({"status": "ok" if ready else "unavailable", "checks": checks},
                          status=200 if ready else 503)

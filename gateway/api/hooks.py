@@ -12,7 +12,7 @@ from gateway.api.common import (
     CLIENT,
     CLOCK,
     CONFIG,
-    ENGINE,
+    LOOP,
     POLICY,
     STORAGE,
     account_name,
@@ -268,8 +268,8 @@ async def change(request: web.Request, hook: Hook, body: dict[str, Any]) -> Hook
     updated = await request.app[STORAGE].update_hook(hook.id, changes, request.app[CLOCK].now())
     if updated is None:
         raise NotFound("no such hook")
-    if changes and ENGINE in request.app:
-        request.app[ENGINE].hook_changed(hook.id)
+    if changes and LOOP in request.app:
+        request.app[LOOP].hook_changed(hook.id)
     return updated
 
 
@@ -283,8 +283,8 @@ async def patch_hook(request: web.Request) -> web.Response:
 
 async def remove(request: web.Request, hook: Hook) -> None:
     await request.app[STORAGE].delete_hook(hook.id, request.app[CLOCK].now())
-    if ENGINE in request.app:
-        request.app[ENGINE].hook_changed(hook.id)
+    if LOOP in request.app:
+        request.app[LOOP].hook_changed(hook.id)
 
 
 async def rotate(request: web.Request, hook: Hook) -> str:

@@ -8,7 +8,7 @@ from aiohttp import web
 
 from gateway.api.common import (
     CLOCK,
-    ENGINE,
+    LOOP,
     STORAGE,
     expect_object,
     json_response,
@@ -64,11 +64,11 @@ async def recover_hook(request: web.Request, hook: Hook, body: dict[str, Any]) -
         raise Unprocessable.field("until", "must be later than since")
     statuses = _statuses(body)
     app = request.app
-    engine = app.get(ENGINE)
+    loop = app.get(LOOP)
     return await app[STORAGE].recover_deliveries(
         hook.id, since=since, until=until, statuses=statuses, now=app[CLOCK].now(),
         # Each batch is committed: the loop may start on it while the next is made pending.
-        after_batch=(lambda _: engine.wake()) if engine is not None else None)
+        after_batch=(lambda _: loop.wake()) if loop is not None else None)
 
 
 @routes.post("/v1/hooks/{id}/test")
@@ -88,6 +88,6 @@ async def test_hook(request: web.Request, hook: Hook) -> Published:
                                                               request.app[CLOCK].now())
     if published is None:  # deleted meanwhile
         raise NotFound("no such hook")
-    if published.due and ENGINE in request.app:
-        request.app[ENGINE].wake()
+    if published.due and LOOP in request.app:
+        request.app[LOOP].wake()
     return published

@@ -349,6 +349,11 @@ class SqliteConnector:
         too, and always runs in the thread: it must not hold the event loop. A transaction
         that fails is rolled back whole; DatabaseUnavailable says the database cannot write."""
         relaxed = relaxed or background
+        if relaxed and not self.writable:
+            # The delivery loop's and the pruner's work waits while the recovery probe finds
+            # out when writes succeed again: on a locked database each would otherwise wait
+            # out the busy timeout in turn, in the one writer thread, ahead of the requests.
+            raise DatabaseUnavailable(self.unwritable_reason)
         relax = relaxed and self.synchronous == "full"
 
         def run(c: sqlite3.Connection, inline: bool = False) -> T:
