@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
 from tests.conftest import wait_until
@@ -101,7 +102,7 @@ async def terminals() -> AsyncIterator[list[Terminal]]:
                     reason="the walkthrough needs curl; its terminals, setsid")
 async def test_the_readme_walkthrough_as_pasted(tmp_path: Path, terminals: list[Terminal]) -> None:
     blocks = walkthrough()
-    assert len(blocks) == 8, f"the walkthrough has {len(blocks)} shell blocks; update this test"
+    assert len(blocks) == 9, f"the walkthrough has {len(blocks)} shell blocks; update this test"
     gw_port, rx_port = free_port(), free_port()
 
     def moved(block: str) -> str:
@@ -156,5 +157,12 @@ async def test_the_readme_walkthrough_as_pasted(tmp_path: Path, terminals: list[
     [answer] = json_objects(await shell.run(moved(blocks[7]), 7))
     assert answer["status"] == "pending"
     await receiver.wait_for(f"delivery {delivery['event_id']} signature OK")
+
+    # The portal: a link for the account, which opens its page.
+    [link] = json_objects(await shell.run(moved(blocks[8]), 8))
+    assert link["url"].startswith("/portal/sign-in?token=gwp_") and link["expires_at"]
+    async with aiohttp.ClientSession() as http, \
+            http.get(f"http://127.0.0.1:{gw_port}{link['url']}") as resp:
+        assert resp.status == 200 and "Open the portal" in await resp.text()
     await serve.interrupt()
     await receiver.interrupt()
