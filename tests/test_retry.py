@@ -116,3 +116,47 @@ def test_http_dates_are_gmt_whatever_the_local_zone(value: str, monkeypatch: pyt
     finally:
         monkeypatch.undo()
         time.tzset()
+
+
+class Edge:
+    """Answers the top of the range asked for, and remembers each call."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[float, float]] = []
+
+    def uniform(self, a: float, b: float) -> float:
+        self.calls.append((a, b))
+        return b
+
+
+# (schedule, keyword arguments, expected wait after the first attempt, whether rng is asked)
+DEFAULTS = [
+    ((100.0,), {"retry_after": 10.0**6}, 3600.0, False),  # the default cap is an hour
+    ((100.0,), {}, 110.0, True),  # the default jitter is 10 %
+    ((100.0,), {"jitter": 0.5}, 150.0, True),
+    ((0.5,), {"jitter": 0.5}, 0.75, True),  # a short wait is jittered too
+    ((0.0,), {"jitter": 0.5}, 0.0, False),  # nothing to spread
+    ((100.0,), {"jitter": 0.0}, 100.0, False),
+]
+
+
+@pytest.mark.parametrize(("schedule", "kwargs", "expected", "asked"), DEFAULTS)
+def test_next_delay_defaults_and_edges(schedule: tuple[float, ...], kwargs: dict[str, float],
+                                       expected: float, asked: bool) -> None:
+    rng = Edge()
+    assert next_delay(1, schedule, rng=rng, **kwargs) == pytest.approx(expected)
+    assert bool(rng.calls) == asked
+
+
+def test_without_a_random_source_the_module_one_is_used() -> None:
+    random.seed(5)
+    first = next_delay(1, (100.0,), jitter=0.5)
+    random.seed(5)
+    assert next_delay(1, (100.0,), jitter=0.5) == first
+    assert first is not None and 50.0 <= first <= 150.0 and first != 100.0
+
+
+def test_a_date_with_an_offset_keeps_it() -> None:
+    when = 784111777.0  # 1994-11-06T08:49:37Z, which is 09:49:37 at +0100
+    assert parse_retry_after("Sun, 06 Nov 1994 09:49:37 +0100", when - 60) == 60.0
+    assert parse_retry_after("Sun, 06 Nov 1994 03:49:37 -0500", when - 60) == 60.0

@@ -112,3 +112,29 @@ def test_hmac_from_cached_pads_equals_the_standard_library(key_len: int, msg_len
     assert hmac_sha256(secret, msg) == hmac.new(key, msg, hashlib.sha256).digest()
     # The cached states are copied, never updated: a second signature is the same.
     assert hmac_sha256(secret, msg) == hmac.new(key, msg, hashlib.sha256).digest()
+
+
+def test_verify_refuses_a_truncated_signature() -> None:
+    secret = new_secret()
+    ts = int(time.time())
+    [whole] = signature_header([secret], MSG_ID, ts, BODY).split()
+    for cut in (len(whole) - 1, len(whole) // 2, len("v1,") + 1, len("v1,")):
+        assert not verify(secret, MSG_ID, ts, BODY, whole[:cut]), cut
+    assert not verify(secret, MSG_ID, ts, BODY, whole + "A")
+    assert verify(secret, MSG_ID, ts, BODY, whole)
+
+
+@pytest.mark.parametrize("place", [0, 1, 2])
+def test_verify_accepts_a_header_with_several_signatures_one_valid(place: int) -> None:
+    secret = new_secret()
+    ts = int(time.time())
+    [good] = signature_header([secret], MSG_ID, ts, BODY).split()
+    others = signature_header([new_secret(), new_secret()], MSG_ID, ts, BODY).split()
+    parts = [*others]
+    parts.insert(place, good)
+    header = " ".join(parts)
+    assert verify(secret, MSG_ID, ts, BODY, header)
+    # Any other secret, and a header of only the others, fail.
+    assert not verify(new_secret(), MSG_ID, ts, BODY, header)
+    assert not verify(secret, MSG_ID, ts, BODY, " ".join(others))
+    Webhook(secret).verify(BODY, headers(MSG_ID, ts, header))
