@@ -22,6 +22,7 @@ from gateway.auth import Principal, hash_key
 from gateway.config import Config
 from gateway.errors import (
     ApiError,
+    BadRequest,
     ClientDisconnected,
     MethodNotAllowed,
     NotFound,
@@ -62,6 +63,9 @@ def layered(handler: Handler, route: str, public: bool, metrics: Metrics,
         key = None
         try:
             try:
+                if request.version.major != 1:
+                    # llhttp reads "HTTP/2.0" in an HTTP/1 head; it is not a request we speak.
+                    raise BadRequest("the HTTP version is not 1.0 or 1.1")
                 key_hash = bearer(request, public)
                 if key_hash is not None:
                     storage = request.app[STORAGE]

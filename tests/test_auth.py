@@ -100,3 +100,18 @@ async def test_a_refusal_names_every_role_that_may(start_gateway: StartGateway, 
                                  json={} if method == "POST" else None)
     assert got == 403, body
     assert body["detail"] == detail
+
+
+@pytest.mark.parametrize(("account", "message"), [
+    (None, "is required with an admin key"), (5, "must be a string"), (["acme"], "must be a string")])
+async def test_an_admin_key_names_the_account_it_acts_on(start_gateway: StartGateway,
+                                                         account: object, message: str) -> None:
+    gw = await start_gateway()
+    body: dict[str, object] = {"target_url": "http://127.0.0.1:9/hook", "topics": ["contact.created"]}
+    if account is not None:
+        body["account"] = account
+    got, out, _ = await gw.call("POST", "/v1/hooks", gw.admin, json=body)
+    assert got == 422, out
+    assert out["errors"][0] == {"field": "account", "message": message}
+    status, listed, _ = await gw.call("GET", "/v1/hooks", gw.admin)
+    assert status == 200 and listed["data"] == []

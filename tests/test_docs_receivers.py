@@ -74,7 +74,7 @@ class Program:
             writer.close()
             await writer.wait_closed()
             return True
-        await wait_until(listening, 15, f"{self.argv[-1]} to listen")
+        await wait_until(listening, 60, f"{self.argv[-1]} to listen")
         return self
 
     async def _read(self) -> None:
@@ -85,7 +85,7 @@ class Program:
     async def wait_line(self, prefix: str) -> str:
         def match() -> str | None:
             return next((x for x in self.lines if x.startswith(prefix)), None)
-        await wait_until(lambda: match() is not None, 15, f"{prefix!r} in {self.lines}")
+        await wait_until(lambda: match() is not None, 60, f"{prefix!r} in {self.lines}")
         line = match()
         assert line is not None
         return line
@@ -177,7 +177,7 @@ async def test_the_guides_receiver_verifies_real_deliveries(
             code, body = await gw.call("GET", f"/v1/events/{event_id}", sub)
             return code == 200 and body["deliveries"]["delivered"] == 1
         for event_id in (first, second, third):
-            await wait_until(lambda e=event_id: delivered(e), 10, f"{event_id} delivered")
+            await wait_until(lambda e=event_id: delivered(e), 60, f"{event_id} delivered")
         assert not [x for x in receiver.lines if x.startswith("rejected")]
 
         # Requests made here, signed with the receiver's (new) secret as the gateway signs.
@@ -231,7 +231,7 @@ async def test_the_retired_endpoint_unsubscribes_the_hook(
         async def removed() -> bool:
             code, body = await gw.call("GET", f"/v1/hooks/{hook['id']}", sub)
             return code == 200 and body["status"] == "removed"
-        await wait_until(removed, 10, "the hook to be removed")
+        await wait_until(removed, 60, "the hook to be removed")
     finally:
         await retired.stop()
 

@@ -145,6 +145,9 @@ async def test_a_410_anywhere_in_a_batch_removes_the_hook(start_gateway: StartGa
                             failures=1, seconds=0)
     assert summary.removed_hooks == [hook_id]
     assert summary.disabled_hooks == []
+    # Every delivery but the delivered ones ends failed: those of the batch and the waiting one.
+    assert summary.final.get("failed", 0) == len(batch) - batch.count("D") + 1
+    assert summary.final.get("delivered", 0) == batch.count("D")
     got = await get_json(gw, f"/v1/hooks/{hook_id}")
     assert got["status"] == "removed"
     statuses = {d["id"]: d["status"] for d in await deliveries(gw, hook_id)}

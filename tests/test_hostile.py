@@ -89,6 +89,8 @@ CASES: list[tuple[str, Any, int, str, bytes]] = [
      b"GARBAGE"),
     ("bad version", lambda k: b"GET /healthz HTTP/9.9\r\nHost: gw\r\n\r\n", 400, "HTTP version",
      b"9.9"),
+    ("HTTP/2.0 in an HTTP/1 head", lambda k: b"GET /healthz HTTP/2.0\r\nHost: gw\r\n\r\n", 400,
+     "HTTP version", b"healthz"),
     ("bad Content-Length", lambda k: request(b"POST", b"/v1/events", k, b"{}", length=False,
                                              extra=b"Content-Length: 12zz\r\n"),
      400, "Content-Length", b"12zz"),
@@ -146,7 +148,9 @@ async def test_each_malformed_request_gets_a_problem_that_echoes_nothing(
 
 async def test_framing_errors_are_one_log_line_each(gateway: tuple[ServeProcess, str]) -> None:
     gw, key = gateway
-    for _, make, status, _, _ in CASES[:5]:
+    framing = {"bad method", "bad version", "bad Content-Length", "two Content-Lengths",
+               "broken chunking"}
+    for _, make, status, _, _ in (c for c in CASES if c[0] in framing):
         assert parse(await exchange(gw.port, make(key)))[0] == status
     await wait_until(lambda: len([e for e in gw.log_events() if e["event"] ==
                                   "malformed_request"]) >= 5, 10, "five malformed_request lines")

@@ -204,3 +204,17 @@ async def test_an_admin_hook_of_every_account(start_gateway: StartGateway,
     status, body, _ = await gw.call("POST", "/v1/hooks", gw.subscriber, json={
         "target_url": ops.url + "/x", "topics": ["gateway.*"], "account": "*"})
     assert status == 403, body
+
+
+async def test_publishers_cannot_publish_the_gateways_own_topics(start_gateway: StartGateway,
+                                                                 receiver: Receiver) -> None:
+    gw = await start_gateway(run_delivery_loop=False)
+    await gw.hook(receiver, topics=["gateway.*"])
+    for body in ({"topic": "gateway.hook.disabled", "account": "acme", "data": {}},
+                 [{"topic": "contact.created", "account": "acme"},
+                  {"topic": "gateway.test", "account": "acme"}]):
+        status, out, _ = await gw.call("POST", "/v1/events", gw.publisher, json=body)
+        assert status == 422, out
+        assert out["errors"][0]["field"] in ("topic", "[1].topic")
+    _, events, _ = await gw.call("GET", "/v1/events", gw.admin)
+    assert events["data"] == []

@@ -38,10 +38,17 @@ def json_objects(text: str) -> list[dict[str, Any]]:
     return out
 
 
-def walkthrough() -> list[str]:
+def section_blocks(heading: str) -> list[str]:
+    """The shell blocks of one README section (up to the next `## ` heading)."""
     text = README.read_text()
-    part = text[text.index("## Walkthrough"):text.index("## Performance")]
+    start = text.index(f"## {heading}")
+    end = text.find("\n## ", start + 1)
+    part = text[start:end if end != -1 else len(text)]
     return re.findall(r"```sh\n(.*?)```", part, re.DOTALL)
+
+
+def walkthrough() -> list[str]:
+    return section_blocks("Walkthrough")
 
 
 class Terminal:
@@ -65,10 +72,10 @@ class Terminal:
         while chunk := await self.proc.stdout.read(4096):
             self.out += chunk.decode(errors="replace")
 
-    async def wait_for(self, text: str, timeout: float = 30) -> None:
+    async def wait_for(self, text: str, timeout: float = 60) -> None:
         await wait_until(lambda: text in self.out, timeout, f"{text!r} in:\n{self.out}")
 
-    async def run(self, block: str, n: int, timeout: float = 60) -> str:
+    async def run(self, block: str, n: int, timeout: float = 120) -> str:
         """Send one block to the shell; what it printed."""
         assert self.proc.stdin is not None
         start = len(self.out)
@@ -156,5 +163,10 @@ async def test_the_readme_walkthrough_as_pasted(tmp_path: Path, terminals: list[
     [answer] = json_objects(await shell.run(moved(blocks[7]), 7))
     assert answer["status"] == "pending"
     await receiver.wait_for(f"delivery {delivery['event_id']} signature OK")
+    # "Continue the walkthrough" in the portal: the link for the account, from the same shell.
+    if "## The portal" in README.read_text():
+        [portal] = section_blocks("The portal")
+        [link] = json_objects(await shell.run(moved(portal), 8))
+        assert link["url"] and link["expires_at"], link
     await serve.interrupt()
     await receiver.interrupt()

@@ -25,6 +25,7 @@ from gateway.api.common import (
 from gateway.config import TOPIC_NAME
 from gateway.errors import FieldError, Forbidden, NotFound, PayloadTooLarge, Unprocessable
 from gateway.models import Role
+from gateway.routing import OPERATIONAL_PREFIX
 from gateway.storage import NewEvent
 
 routes = web.RouteTableDef()
@@ -48,6 +49,9 @@ def _parse_event(body: Any, known: frozenset[str], header_key: str | None) -> Ne
         raise Unprocessable.field("topic", "is required: a topic name")
     if topic not in known:
         raise Unprocessable.field("topic", f"unknown topic {topic!r} (see GET /v1/topics)")
+    if topic.startswith(OPERATIONAL_PREFIX):
+        # Receivers trust these to come from the gateway itself (a hook disabled, a test).
+        raise Unprocessable.field("topic", f"{topic!r} is published by the gateway itself")
     if "account" not in body:
         raise Unprocessable.field("account", "is required")
     account = account_name(body["account"])

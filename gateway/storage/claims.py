@@ -21,6 +21,7 @@ from gateway.storage.values import AttemptResult, Claim, Claimed, RecordSummary
 # Due rows of hosts at their bound that a claim in time order may walk past before it goes
 # host by host instead: walking past one costs ~0.3 µs, going by host a few index seeks a host.
 CLAIM_WALL = 1000
+PENDING = DeliveryStatus.PENDING.value
 
 
 class ClaimStore:
@@ -156,16 +157,20 @@ class ClaimStore:
             execute_rows(c, "attempt_insert", [
                 (r.delivery_id, r.attempt.at, r.attempt.status_code, r.attempt.error,
                  r.attempt.duration_ms, r.attempt.response_excerpt) for r in results])
-            execute_rows(c, "delivery_record", [
-                (r.delivery_id, r.attempt.status_code,
-                 r.next_attempt_at if r.next_attempt_at is not None else now,
-                 r.status.value, now) for r in results])
+            final = summary.final
+            recorded = []
             exhausted: list[AttemptResult] = []
             for r in results:
-                if r.status is not DeliveryStatus.PENDING:
-                    summary.final[r.status.value] = summary.final.get(r.status.value, 0) + 1
-                    if r.outcome is Outcome.FAILED:
+                outcome = r.outcome
+                st = outcome.status_value
+                recorded.append((r.delivery_id, r.attempt.status_code,
+                                 r.next_attempt_at if r.next_attempt_at is not None else now,
+                                 st, now))
+                if st != PENDING:
+                    final[st] = final.get(st, 0) + 1
+                    if outcome is Outcome.FAILED:
                         exhausted.append(r)
+            execute_rows(c, "delivery_record", recorded)
             ops = operational.exhausted(c, exhausted) if exhausted else []
             self._apply_health(c, results, now, policy, summary, ops)
             if ops:
