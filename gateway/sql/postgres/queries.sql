@@ -212,13 +212,14 @@ SELECT at, status_code, error, duration_ms, response_excerpt FROM attempts
 WHERE delivery_id = $1 ORDER BY at, id;
 
 -- name: delivery_retry
--- A manual retry: one more attempt now, whatever the schedule said. Only a failed delivery
--- gets the single manual attempt; a pending one keeps the retries it has left.
+-- A manual retry: one more attempt now, whatever the schedule said. Only a failed or delivered
+-- delivery gets the single manual attempt (a delivered one is sent once more); a pending one
+-- keeps the retries it has left.
 UPDATE deliveries SET status = 'pending', next_attempt_at = $1, updated_at = $2,
-       manual = CASE WHEN status = 'failed' THEN 1 ELSE manual END,
+       manual = CASE WHEN status IN ('failed', 'delivered') THEN 1 ELSE manual END,
        held = (SELECT CASE WHEN h.status = 'active' THEN 0 ELSE 1 END FROM hooks h
                WHERE h.id = deliveries.hook_id)
-WHERE id = $3 AND status IN ('pending', 'failed');
+WHERE id = $3 AND status IN ('pending', 'failed', 'delivered');
 
 -- name: claim_candidates
 -- Due deliveries, oldest first, skipping hosts at their bound, with what an attempt needs of the
