@@ -17,6 +17,7 @@
         ├── Unprocessable    422: JSON that breaks the rules; carries per-field errors
         ├── HeadersTooLarge  431: a header over the size limit, or too many of them
         ├── ClientDisconnected 499: the client left before its body arrived (logs only)
+        ├── NotSupported     501: a verb this storage backend does not have yet
         └── ServiceUnavailable  503, with Retry-After (DatabaseUnavailable is one)
 """
 
@@ -126,6 +127,10 @@ class ClientDisconnected(ApiError):
     metrics and the log count it apart from the server's own errors (nginx's 499)."""
 
     status, title, slug = 499, "Client Closed Request", "client-disconnected"
+
+
+class NotSupported(ApiError):
+    status, title, slug = 501, "Not Implemented", "not-supported"
 
 
 class ServiceUnavailable(ApiError):

@@ -19,7 +19,7 @@ from gateway.api.common import STORAGE
 from gateway.api.portal_sessions import new_token
 from gateway.auth import hash_key
 from gateway.models import Role
-from gateway.storage import Storage
+from gateway.storage.backend import Backend
 
 OPERATOR_PREFIX = "gwo_"
 
@@ -83,7 +83,7 @@ class Sessions:
 
 
     @property
-    def _storage(self) -> Storage:
+    def _storage(self) -> Backend:
         return self._app[STORAGE]
 
 

@@ -301,3 +301,74 @@ SET attempts = d.attempts + 1, manual = 0, last_status_code = r.code,
     claimed_by = CASE WHEN d.claimed_by = $6 THEN NULL ELSE d.claimed_by END
 FROM unnest($1::text[], $2::int[], $3::float8[], $4::text[]) AS r(id, code, next_at, status)
 WHERE d.id = r.id;
+
+-- name: event_list_counts
+-- The delivery counts of many events (their ids as an array): (event id, status, count).
+SELECT event_id, status, COUNT(*) FROM deliveries WHERE event_id = ANY($1::text[])
+GROUP BY event_id, status;
+
+-- name: portal_session_insert
+INSERT INTO portal_sessions (token_hash, account, expires_at, created_at) VALUES ($1, $2, $3, $4);
+
+-- name: portal_session_get
+-- Looked up by hash; the caller compares the hash again in constant time.
+SELECT token_hash, account, expires_at FROM portal_sessions WHERE token_hash = $1;
+
+-- name: portal_session_delete
+DELETE FROM portal_sessions WHERE token_hash = $1;
+
+-- name: portal_session_purge
+DELETE FROM portal_sessions WHERE expires_at <= $1;
+
+-- The portal's read-only aggregates (storage/postgres/views.py), SQLite's sql/views.sql in
+-- PostgreSQL's words. Buckets are floor((at - start) / step): at >= start, so the same as
+-- SQLite's truncating CAST.
+
+-- name: portal_hook_health
+-- Attempts per hook and time bucket, delivered (2xx) against not: (start, step, hook ids, the
+-- lowest delivery id of interest).
+SELECT d.hook_id, floor((a.at - $1) / $2)::int AS bucket,
+       COUNT(*) FILTER (WHERE a.status_code BETWEEN 200 AND 299) AS ok,
+       COUNT(*) FILTER (WHERE a.status_code IS NULL OR a.status_code NOT BETWEEN 200 AND 299)
+           AS failed
+FROM deliveries d JOIN attempts a ON a.delivery_id = d.id
+WHERE d.hook_id = ANY($3::text[]) AND d.id >= $4 AND a.at >= $1
+GROUP BY d.hook_id, bucket;
+
+-- name: portal_hook_last_error
+-- Each hook's latest failed attempt: (hook ids, the lowest delivery id of interest).
+SELECT DISTINCT ON (d.hook_id) d.hook_id, a.at, a.status_code, a.error
+FROM deliveries d JOIN attempts a ON a.delivery_id = d.id
+WHERE d.hook_id = ANY($1::text[]) AND d.id >= $2
+  AND (a.status_code IS NULL OR a.status_code NOT BETWEEN 200 AND 299)
+ORDER BY d.hook_id, a.at DESC, a.id DESC;
+
+-- name: portal_attempts_per_bucket
+-- Attempts of every hook per time bucket among the latest $3 attempts: (start, step, rows).
+SELECT floor((at - $1) / $2)::int AS bucket,
+       COUNT(*) FILTER (WHERE status_code BETWEEN 200 AND 299) AS ok,
+       COUNT(*) FILTER (WHERE status_code IS NULL OR status_code NOT BETWEEN 200 AND 299)
+           AS failed
+FROM attempts
+WHERE id > (SELECT COALESCE(MAX(id), 0) FROM attempts) - $3 AND at >= $1
+GROUP BY bucket;
+
+-- name: portal_backlog_by_host
+-- Pending deliveries per callback host not under a lease, the largest first: (due before,
+-- limit).
+SELECT host, COUNT(*) AS waiting, COUNT(*) FILTER (WHERE next_attempt_at <= $1) AS due
+FROM deliveries
+WHERE status = 'pending' AND held = 0 AND claimed_until < EXTRACT(EPOCH FROM clock_timestamp())
+GROUP BY host ORDER BY waiting DESC, host LIMIT $2;
+
+-- name: portal_troubled_hooks
+-- Hooks disabled, removed or failing now, the longest failing first: (limit).
+SELECT * FROM hooks
+WHERE deleted_at IS NULL AND (status IN ('disabled', 'removed') OR consecutive_failures > 0)
+ORDER BY status = 'active', COALESCE(failing_since, updated_at), id LIMIT $1;
+
+-- name: portal_accounts
+-- Every account with its hooks (not deleted) counted.
+SELECT a.name,
+       (SELECT COUNT(*) FROM hooks h WHERE h.account = a.name AND h.deleted_at IS NULL) AS hooks
+FROM accounts a ORDER BY a.name LIMIT $1;

@@ -10,7 +10,13 @@ gateway processes sharing one database (on one machine or many).
     hooks.py       HookStore
     events.py      EventStore: publishing (group commit, per-account sequence rows)
     claims.py      DeliveryStore: deliveries, claims as leases, attempts (gateway.health decides)
+    portal.py      PortalStore: portal sessions
+    views.py       ViewStore: the portal's read-only aggregates
+    recovery.py    RecoveryStore: recovery and test events, not there yet (501)
     retention.py   RetentionStore
+
+Not on PostgreSQL yet: operational events (SQLite publishes them inside record_attempts),
+admin hooks of every account (account "*"), recovery and test events.
 
 Its SQL is gateway/sql/postgres/ (numbered migrations and queries.sql). The pure policy it
 shares with SQLite: gateway.routing, gateway.health, gateway.storage.rows and values.
@@ -27,7 +33,10 @@ from gateway.storage.postgres.events import EventStore
 from gateway.storage.postgres.hooks import HookStore
 from gateway.storage.postgres.keys import KeyStore, TopicStore
 from gateway.storage.postgres.memory import PgMemory
+from gateway.storage.postgres.portal import PortalStore
+from gateway.storage.postgres.recovery import RecoveryStore
 from gateway.storage.postgres.retention import RetentionStore
+from gateway.storage.postgres.views import ViewStore
 
 
 class PgStorage:
@@ -43,6 +52,9 @@ class PgStorage:
         self.hooks = hooks = HookStore(memory)
         self.events = events = EventStore(memory, idempotency_ttl)
         self.deliveries = deliveries = DeliveryStore(memory, claim_lease)
+        self.recovery = recovery = RecoveryStore()
+        self.portal = portal = PortalStore(db)
+        self.views = views = ViewStore(db)
         self.retention = retention = RetentionStore(memory)
 
         self.create_key = keys.create_key
@@ -68,6 +80,7 @@ class PgStorage:
         self.publish = events.publish
         self.get_event = events.get_event
         self.list_events = events.list_events
+        self.delivery_counts = events.delivery_counts
         self.purge_idempotency = events.purge_idempotency
 
         self.get_delivery = deliveries.get_delivery
@@ -80,6 +93,21 @@ class PgStorage:
         self.next_due_at = deliveries.next_due_at
         self.due_backlog = deliveries.due_backlog
         self.record_attempts = deliveries.record_attempts
+
+        self.recover_deliveries = recovery.recover_deliveries
+        self.publish_test_event = recovery.publish_test_event
+
+        self.create_portal_session = portal.create_portal_session
+        self.portal_session = portal.portal_session
+        self.delete_portal_session = portal.delete_portal_session
+        self.purge_portal_sessions = portal.purge_portal_sessions
+
+        self.hook_attempts_by_bucket = views.hook_attempts_by_bucket
+        self.last_failures = views.last_failures
+        self.attempts_by_bucket = views.attempts_by_bucket
+        self.backlog_by_host = views.backlog_by_host
+        self.troubled_hooks = views.troubled_hooks
+        self.account_summaries = views.account_summaries
 
         self.prune = retention.prune
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -132,7 +133,7 @@ class EventStore:
                     for col, v in zip(ev_cols, (eid, ev.account, ev.topic, seq, ev.data_json,
                                                 ev.resource_url, now), strict=True):
                         col.append(v)
-                    for hook_id, held, host in matches:
+                    for hook_id, held, host, _account in matches:
                         for col, dv in zip(dl_cols, (next(dids), eid, hook_id, ev.account,
                                                      ev.topic, seq, int(held), host), strict=True):
                             col.append(dv)
@@ -164,6 +165,15 @@ class EventStore:
         event = rows.event(r)
         counts = {row[0]: row[1] for row in await self._db.fetch("event_delivery_counts", event_id)}
         return event, counts
+
+    async def delivery_counts(self, event_ids: Sequence[str]) -> dict[str, dict[str, int]]:
+        """Each event's delivery counts by status, as get_event gives them (statuses with
+        none left out)."""
+        counts: dict[str, dict[str, int]] = {e: {} for e in event_ids}
+        if event_ids:
+            for eid, status, n in await self._db.fetch("event_list_counts", list(event_ids)):
+                counts[eid][status] = int(n)
+        return counts
 
     async def purge_idempotency(self, now: float) -> None:
         await self._db.execute("idempotency_purge", now - self._idem_ttl)
