@@ -27,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, NamedTuple
 
 import orjson
@@ -52,6 +52,7 @@ from gateway.errors import (
     ApiError,
     BadRequest,
     HeadersTooLarge,
+    MethodNotAllowed,
     PayloadTooLarge,
     RequestTimeout,
     UnsupportedMediaType,
@@ -345,6 +346,26 @@ class GatewayRunner(web.AppRunner):
         base = await super()._make_server()
         kwargs = dict(self._kwargs)
         kwargs["debug"] = False
-        return GatewayServer(base.request_handler, request_factory=base.request_factory,
+        handle = base.request_handler
+
+        def route(request: BaseRequest) -> Awaitable[web.StreamResponse]:
+            # A CONNECT's target is an authority, not a path: aiohttp's router would answer it
+            # a text/plain 404 outside the request layer. (A function, not a coroutine: the
+            # other requests pay one call, not a frame.)
+            if request.method == "CONNECT":
+                return _refuse_connect()
+            return handle(request)
+
+        return GatewayServer(route, request_factory=base.request_factory,
                              limits=self._limits, stats=self._stats,
                              loop=asyncio.get_running_loop(), **kwargs)
+
+
+async def _refuse_connect() -> web.StreamResponse:
+    err = MethodNotAllowed("CONNECT is not answered here: this is not a proxy")
+    log.info("malformed_request", status=err.status, problem=err.detail)
+    resp = web.Response(body=orjson.dumps(err.body()), status=err.status,
+                        content_type="application/problem+json",
+                        headers={"Allow": "GET, HEAD, POST, PUT, PATCH, DELETE"})
+    resp.force_close()  # (what follows a CONNECT head is not HTTP to us: close, as framing errors do)
+    return resp

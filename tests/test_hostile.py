@@ -92,6 +92,12 @@ CASES: list[tuple[str, Any, int, str, bytes]] = [
      b"HTTP/9.9"),
     ("HTTP/2.0 in an HTTP/1 head", lambda k: b"GET /healthz HTTP/2.0\r\nHost: gw\r\n\r\n", 400,
      "HTTP version", b"healthz"),
+    ("HTTP/0.9", lambda k: b"GET /healthz HTTP/0.9\r\nHost: gw\r\n\r\n", 400,
+     "HTTP version", b"healthz"),
+    ("CONNECT to a path", lambda k: b"CONNECT /healthz HTTP/1.1\r\nHost: gw\r\n\r\n", 405,
+     "not a proxy", b"healthz"),
+    ("CONNECT to an authority", lambda k: b"CONNECT internal.example:443 HTTP/1.1\r\n"
+     b"Host: gw\r\n\r\n", 405, "not a proxy", b"internal.example"),
     ("bad Content-Length", lambda k: request(b"POST", b"/v1/events", k, b"{}", length=False,
                                              extra=b"Content-Length: 12zz\r\n"),
      400, "Content-Length", b"12zz"),
