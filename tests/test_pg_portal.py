@@ -85,26 +85,49 @@ async def test_the_views_count_attempts_failures_backlog_and_accounts(s: PgStora
     assert await s.last_failures([], "") == {}
 
 
+async def test_a_recovery_makes_failed_deliveries_pending_with_fresh_retries(
+        s: PgStorage) -> None:
+    h = await hook(s)
+    await s.publish([ev(i) for i in range(5)], time.time())
+    now = time.time()
+    rows = (await s.claim_due(Claim(now=now + 1, limit=100, host_room={},
+                                    default_room=100))).rows
+    await s.record_attempts([AttemptResult(d.id, h, Attempt(now, 500, None, 1.0, ""),
+                                           Outcome.FAILED, None) for d in rows], now,
+                            disable_after_failures=100, disable_after_seconds=86400)
+    batches: list[int] = []
+    n = await s.recover_deliveries(h, since=now - 60, until=None,
+                                   statuses=[DeliveryStatus.FAILED], now=time.time(),
+                                   after_batch=batches.append, batch=2)
+    assert n == 5 and batches == [2, 2, 1]
+    again = (await s.claim_due(Claim(now=time.time() + 1, limit=100, host_room={},
+                                     default_room=100))).rows
+    assert sorted(d.id for d in again) == sorted(d.id for d in rows)
+    assert {d.attempts for d in again} == {0}  # the schedule starts over
+    got = await s.get_delivery(again[0].id)
+    assert got is not None and got[0].attempts == 1  # while every try is still counted
+    assert await s.recover_deliveries(h, since=now - 60, until=None,
+                                      statuses=[DeliveryStatus.FAILED], now=time.time()) == 0
+
+
 async def test_what_postgresql_lacks_is_refused_as_not_supported(s: PgStorage) -> None:
     h = await hook(s)
     with pytest.raises(NotSupported) as err:
-        await s.recover_deliveries(h, since=0, until=None, statuses=[DeliveryStatus.FAILED],
-                                   now=time.time())
-    assert err.value.status == 501 and "PostgreSQL" in str(err.value)
-    with pytest.raises(NotSupported):
         await s.publish_test_event(h, "hello", time.time())
+    assert err.value.status == 501 and "PostgreSQL" in str(err.value)
     with pytest.raises(NotSupported):
         await hook(s, account="*")
 
 
 @pytest.mark.parametrize("backend", ["postgres"], indirect=True)
-async def test_recover_and_test_event_answer_501_over_http_on_postgresql(
+async def test_recover_works_and_the_test_event_answers_501_over_http_on_postgresql(
         backend: str, start_gateway: Any, receiver: Any) -> None:
     gw = await start_gateway(run_delivery_loop=False)
     hook = await gw.hook(receiver)
-    for path, body in ((f"/v1/hooks/{hook['id']}/recover", {"since": "2026-01-01T00:00:00Z"}),
-                       (f"/v1/hooks/{hook['id']}/test", None)):
-        status, out, resp = await gw.call("POST", path, gw.subscriber, json=body)
-        assert status == 501, out
-        assert out["type"].endswith("/not-supported") and "PostgreSQL" in out["detail"]
-        assert resp.content_type == "application/problem+json"
+    status, out, _ = await gw.call("POST", f"/v1/hooks/{hook['id']}/recover", gw.subscriber,
+                                   json={"since": "2026-01-01T00:00:00Z"})
+    assert (status, out) == (202, {"deliveries": 0})
+    status, out, resp = await gw.call("POST", f"/v1/hooks/{hook['id']}/test", gw.subscriber)
+    assert status == 501, out
+    assert out["type"].endswith("/not-supported") and "PostgreSQL" in out["detail"]
+    assert resp.content_type == "application/problem+json"

@@ -230,7 +230,9 @@ WHERE id = $3 AND status IN ('pending', 'failed', 'delivered');
 -- deliveries is under a lease, in this process or another: one in flight per hook, in order.
 -- The row's own conditions are checked again on the locked version (READ COMMITTED), so a row
 -- claimed and committed by another process since this statement's snapshot is passed over.
-SELECT d.id, d.event_id, d.hook_id, d.account, d.topic, d.sequence, d.attempts, d.manual, d.host,
+-- The attempts are those of the current set of retries (a recovered delivery starts over).
+SELECT d.id, d.event_id, d.hook_id, d.account, d.topic, d.sequence, d.attempts - d.retry_from,
+       d.manual, d.host,
        e.data, e.resource_url, e.created_at,
        h.target_url, h.payload, h.headers, h.secret, h.old_secret, h.old_secret_expires_at,
        h.ordered
@@ -372,3 +374,22 @@ ORDER BY status = 'active', COALESCE(failing_since, updated_at), id LIMIT $1;
 SELECT a.name,
        (SELECT COUNT(*) FROM hooks h WHERE h.account = a.name AND h.deleted_at IS NULL) AS hooks
 FROM accounts a ORDER BY a.name LIMIT $1;
+
+-- name: hook_route
+-- The hook a recovery goes to: whether it is active (else its rows wait held).
+SELECT id, status, host, account FROM hooks WHERE id = $1 AND deleted_at IS NULL;
+
+-- name: recover_select
+-- The next of a hook's deliveries to recover, in their original order: created in
+-- [since, until), status among the array given, after the last id of the previous batch.
+SELECT id FROM deliveries
+WHERE hook_id = $1 AND id > $2 AND created_at >= $3 AND created_at < $4
+  AND status = ANY($5::text[])
+ORDER BY id LIMIT $6;
+
+-- name: recover_update
+-- Back to pending with a fresh set of retries (the schedule counts from retry_from), no lease;
+-- held when the hook is not active. Parameters: now twice, held, ids.
+UPDATE deliveries SET status = 'pending', manual = 0, claimed_until = 0, claimed_by = NULL,
+       retry_from = attempts, next_attempt_at = $1, updated_at = $2, held = $3
+WHERE id = ANY($4::text[]);

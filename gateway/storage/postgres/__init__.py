@@ -12,11 +12,11 @@ gateway processes sharing one database (on one machine or many).
     claims.py      DeliveryStore: deliveries, claims as leases, attempts (gateway.health decides)
     portal.py      PortalStore: portal sessions
     views.py       ViewStore: the portal's read-only aggregates
-    recovery.py    RecoveryStore: recovery and test events, not there yet (501)
+    recovery.py    RecoveryStore: recovery (test events not there yet: 501)
     retention.py   RetentionStore
 
 Not on PostgreSQL yet: operational events (SQLite publishes them inside record_attempts),
-admin hooks of every account (account "*"), recovery and test events.
+admin hooks of every account (account "*"), test events.
 
 Its SQL is gateway/sql/postgres/ (numbered migrations and queries.sql). The pure policy it
 shares with SQLite: gateway.routing, gateway.health, gateway.storage.rows and values.
@@ -52,7 +52,7 @@ class PgStorage:
         self.hooks = hooks = HookStore(memory)
         self.events = events = EventStore(memory, idempotency_ttl)
         self.deliveries = deliveries = DeliveryStore(memory, claim_lease)
-        self.recovery = recovery = RecoveryStore()
+        self.recovery = recovery = RecoveryStore(memory)
         self.portal = portal = PortalStore(db)
         self.views = views = ViewStore(db)
         self.retention = retention = RetentionStore(memory)
